@@ -24,7 +24,7 @@ generate: bin/.tools
 	  --go-grpc_out=gen --go-grpc_opt=paths=source_relative \
 	  --grpc-gateway_out=gen --grpc-gateway_opt=paths=source_relative,grpc_api_configuration=$(HTTP_RULES) \
 	  --openapiv2_out=gen/openapiv2 \
-	  --openapiv2_opt=grpc_api_configuration=$(HTTP_RULES),allow_merge=true,merge_file_name=seatledger,disable_default_errors=false \
+	  --openapiv2_opt=grpc_api_configuration=$(HTTP_RULES),allow_merge=true,merge_file_name=seatledger,disable_default_errors=false,openapi_naming_strategy=simple,openapi_configuration=proto/seatledger/v1/seatledger_openapi.yaml \
 	  $(PROTO)
 
 bin/.tools: go.mod go.sum
