@@ -9,14 +9,17 @@ PROTO      := $(shell find proto -name '*.proto' 2>/dev/null | sort)
 
 ## run: start seatledger with zero configuration (embedded Postgres, built-in Graph simulator)
 run:
-	$(GO) run ./cmd/server
+	@scripts/install-deps postgres
+	$(GO) run ./cmd/server -log-format=text
 
 ## test: every test, with the race detector, in random order, uncached
 test:
+	@scripts/install-deps postgres cgo
 	$(GO) test -race -shuffle=on -count=1 -timeout=15m ./...
 
 ## generate: rewrite gen/ from proto/ with the plugin versions pinned in go.mod
 generate: bin/.tools
+	@scripts/install-deps protoc
 	rm -f $$(find gen -name '*.pb.go' -o -name '*.pb.gw.go' -o -name '*.swagger.json' 2>/dev/null)
 	mkdir -p gen/openapiv2
 	PATH="$(CURDIR)/bin:$$PATH" protoc -I proto \
