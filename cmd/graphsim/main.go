@@ -1,0 +1,98 @@
+// Command graphsim serves the Graph simulator's demo tenant over HTTPS: the
+// Cloud Licensing slice of Microsoft Graph beta under /beta and a fake
+// Microsoft Entra authority beside it (see docs/graph-simulator.md).
+//
+// Usage:
+//
+//	graphsim [-addr 127.0.0.1:8443] [-page-size N]
+//
+// When it is ready it prints exactly one JSON line on stdout, with the keys
+// graph_url, authority_url, tenant_id, client_id, client_secret and ca_file
+// (a PEM file of the CA to trust, removed on exit), then serves until
+// SIGINT or SIGTERM. Logs go to stderr.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/seatledger/seatledger/internal/graphsim"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		// -help printed the flags; that is a success.
+	case err != nil:
+		fmt.Fprintf(os.Stderr, "graphsim: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// readyLine is the one line printed on stdout once the simulator serves.
+type readyLine struct {
+	GraphURL     string `json:"graph_url"`
+	AuthorityURL string `json:"authority_url"`
+	TenantID     string `json:"tenant_id"`
+	ClientID     string `json:"client_id"`
+	ClientSecret string `json:"client_secret"`
+	CAFile       string `json:"ca_file"`
+}
+
+// run is main without process globals: it serves until ctx is done.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("graphsim", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:8443", "address to serve HTTPS on (port 0 picks a free one)")
+	pageSize := fs.Int("page-size", 0, "page size of collections when a request has no $top (0 means 100, at most 999)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+
+	sim, err := graphsim.New(graphsim.Options{PageSize: *pageSize, Logger: log})
+	if err != nil {
+		return err
+	}
+	info, err := sim.Start(*addr)
+	if err != nil {
+		return err
+	}
+	defer sim.Close() // a second Close is harmless; this one covers the error paths
+	line, err := json.Marshal(readyLine{
+		GraphURL:     info.GraphURL,
+		AuthorityURL: info.AuthorityURL,
+		TenantID:     info.TenantID,
+		ClientID:     info.ClientID,
+		ClientSecret: info.ClientSecret,
+		CAFile:       info.CAFile,
+	})
+	if err != nil {
+		return fmt.Errorf("encode ready line: %w", err)
+	}
+	if _, err := fmt.Fprintf(stdout, "%s\n", line); err != nil {
+		return fmt.Errorf("write ready line: %w", err)
+	}
+	log.Info("graphsim ready", "graph_url", info.GraphURL, "authority_url", info.AuthorityURL, "tenant_id", info.TenantID)
+
+	<-ctx.Done()
+	log.Info("graphsim stopping")
+	if err := sim.Close(); err != nil {
+		return fmt.Errorf("stop simulator: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestRun(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stdoutR, stdoutW := io.Pipe()
+	var stderr strings.Builder
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-addr", "127.0.0.1:0", "-page-size", "2"}, stdoutW, &stderr) // slog serializes writes; read only after run returns
+		stdoutW.Close()
+	}()
+
+	line, err := bufio.NewReader(stdoutR).ReadString('\n')
+	if err != nil {
+		t.Fatalf("read ready line: %v (run: %v)", err, <-done)
+	}
+	var ready map[string]string
+	if err := json.Unmarshal([]byte(line), &ready); err != nil {
+		t.Fatalf("ready line %q: %v", line, err)
+	}
+	var keys []string
+	for k, v := range ready {
+		keys = append(keys, k)
+		if v == "" {
+			t.Errorf("ready line: %s is empty", k)
+		}
+	}
+	slices.Sort(keys)
+	if want := []string{"authority_url", "ca_file", "client_id", "client_secret", "graph_url", "tenant_id"}; !slices.Equal(keys, want) {
+		t.Fatalf("ready line keys = %v, want %v", keys, want)
+	}
+
+	pem, err := os.ReadFile(ready["ca_file"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr}
+
+	resp, err := hc.PostForm(ready["authority_url"]+ready["tenant_id"]+"/oauth2/v2.0/token", url.Values{
+		"grant_type": {"client_credentials"}, "client_id": {ready["client_id"]},
+		"client_secret": {ready["client_secret"]}, "scope": {"https://graph.microsoft.com/.default"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&tok)
+	resp.Body.Close()
+	if err != nil || tok.AccessToken == "" {
+		t.Fatalf("token: %d, %v", resp.StatusCode, err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, ready["graph_url"]+"/admin/cloudLicensing/allotments", nil)
+	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	resp, err = hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var page struct {
+		NextLink string `json:"@odata.nextLink"`
+		Value    []json.RawMessage
+	}
+	err = json.NewDecoder(resp.Body).Decode(&page)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || len(page.Value) != 2 || page.NextLink == "" {
+		t.Errorf("first page: status %d, %d items, next %q, err %v; want 2 items (-page-size 2) and a next link",
+			resp.StatusCode, len(page.Value), page.NextLink, err)
+	}
+
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("run after cancel: %v", err)
+	}
+	if _, err := os.Stat(ready["ca_file"]); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("ca_file after exit: %v, want it removed", err)
+	}
+	if !strings.Contains(stderr.String(), "graphsim ready") {
+		t.Errorf("stderr has no ready log line:\n%s", stderr.String())
+	}
+}
+
+func TestRun_BadFlags(t *testing.T) {
+	for _, args := range [][]string{{"-page-size", "1000", "-addr", "127.0.0.1:0"}, {"-nope"}, {"extra"}} {
+		if err := run(context.Background(), args, io.Discard, io.Discard); err == nil {
+			t.Errorf("run(%q) succeeded", args)
+		}
+	}
+}

@@ -1,0 +1,350 @@
+// Package graphsim simulates the slice of Microsoft Graph (beta) that
+// seatledger mirrors, Cloud Licensing, together with a fake Microsoft Entra
+// authority that issues the tokens it accepts. It is one http.Handler over
+// an in-memory tenant, served over HTTPS by Start (azidentity refuses an
+// authority without https) or mounted by tests as they like.
+//
+// graphsim owns its wire types and must not import internal/graph (nor the
+// reverse): the client and the simulator are each checked against the
+// documented examples in shared/graph/fixtures, so that one misreading of
+// the documentation cannot pass every test. docs/graph-simulator.md lists
+// the behaviour it chose where the documentation is silent.
+package graphsim
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Options configures a Server. The zero value serves the demo tenant.
+type Options struct {
+	// Tenant is the initial state; nil means DemoTenant().
+	Tenant *Tenant
+	// PageSize is the page size of collections when the request has no
+	// $top: 0 means 100; at most 999.
+	PageSize int
+	// Logger receives one line per request; nil discards.
+	Logger *slog.Logger
+	// Clock is the simulator's time (token lifetimes, error dates); nil
+	// means time.Now.
+	Clock func() time.Time
+}
+
+// Info is what a client needs to reach a started simulator.
+type Info struct {
+	GraphURL     string // base of the Graph API, e.g. https://127.0.0.1:PORT/beta
+	AuthorityURL string // the authority host, e.g. https://127.0.0.1:PORT/ (AZURE_AUTHORITY_HOST)
+	TenantID     string
+	ClientID     string // the tenant's first registered app
+	ClientSecret string
+	CAFile       string // PEM file of the CA that signed the server certificate; removed by Close
+	CAPEM        []byte // the same CA, in memory
+}
+
+// Server is a simulated Graph tenant. Its methods are safe for concurrent
+// use.
+type Server struct {
+	log      *slog.Logger
+	now      func() time.Time
+	pageSize int
+	key      *rsa.PrivateKey
+	kid      string
+	tenantID string
+	apps     []App
+	handler  http.Handler
+
+	mu         sync.Mutex // guards allotments
+	allotments map[string]*AllotmentState
+
+	startMu sync.Mutex // guards the fields below
+	srv     *http.Server
+	served  chan struct{} // closed when the serving goroutine returns
+	caDir   string
+	closed  bool
+}
+
+const defaultPageSize = 100
+
+// New returns a simulator holding a copy of opts.Tenant (or the demo
+// tenant). It fails if the tenant is inconsistent (unknown SKU, duplicate
+// ids, malformed dates) or the page size is out of range. It does not
+// listen: call Start, or mount Handler.
+func New(opts Options) (*Server, error) {
+	t := DemoTenant()
+	if opts.Tenant != nil {
+		t = *opts.Tenant
+	}
+	t, err := t.normalize()
+	if err != nil {
+		return nil, err
+	}
+	if opts.PageSize < 0 || opts.PageSize > maxTop {
+		return nil, fmt.Errorf("page size %d is outside 0..%d", opts.PageSize, maxTop)
+	}
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, fmt.Errorf("generate signing key: %w", err)
+	}
+	s := &Server{
+		log:        opts.Logger,
+		now:        opts.Clock,
+		pageSize:   opts.PageSize,
+		key:        key,
+		kid:        keyID(&key.PublicKey),
+		tenantID:   t.ID,
+		apps:       t.Apps,
+		allotments: map[string]*AllotmentState{},
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.pageSize == 0 {
+		s.pageSize = defaultPageSize
+	}
+	for _, a := range t.Allotments {
+		s.allotments[a.ID] = &a
+	}
+	s.handler = s.withRequestID(http.HandlerFunc(s.route))
+	return s, nil
+}
+
+// Handler returns the whole surface, Graph under /beta and the authority
+// under /{tenant}/, for tests that serve it themselves. Absolute URLs in
+// answers (discovery, @odata.nextLink) use the request's Host and scheme.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Start listens on addr (e.g. "127.0.0.1:0") and serves HTTPS until Close,
+// with a server certificate for localhost, 127.0.0.1 and ::1 signed by a CA
+// generated now. It writes the CA to a PEM file in a new temporary
+// directory, which Close removes. A Server starts at most once.
+func (s *Server) Start(addr string) (Info, error) {
+	s.startMu.Lock()
+	defer s.startMu.Unlock()
+	if s.srv != nil || s.closed {
+		return Info{}, errors.New("graphsim: already started")
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return Info{}, fmt.Errorf("listen: %w", err)
+	}
+	tcp := ln.Addr().(*net.TCPAddr)
+	host := tcp.IP.String()
+	if tcp.IP.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	caPEM, cert, err := newCertificates([]net.IP{tcp.IP})
+	if err != nil {
+		ln.Close()
+		return Info{}, err
+	}
+	dir, err := os.MkdirTemp("", "graphsim-")
+	if err != nil {
+		ln.Close()
+		return Info{}, fmt.Errorf("create ca directory: %w", err)
+	}
+	caFile := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caFile, caPEM, 0o644); err != nil {
+		ln.Close()
+		os.RemoveAll(dir)
+		return Info{}, fmt.Errorf("write ca file: %w", err)
+	}
+	s.srv = &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		// Handshake failures from clients that do not trust the CA land
+		// here; they are the client's problem, so debug level.
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	s.served = make(chan struct{})
+	s.caDir = dir
+	go func(srv *http.Server, done chan struct{}) {
+		defer close(done)
+		if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("graphsim serve", "err", err)
+		}
+	}(s.srv, s.served)
+
+	base := "https://" + net.JoinHostPort(host, strconv.Itoa(tcp.Port))
+	app := s.apps[0]
+	return Info{
+		GraphURL:     base + graphBase,
+		AuthorityURL: base + "/",
+		TenantID:     s.tenantID,
+		ClientID:     app.ClientID,
+		ClientSecret: app.ClientSecret,
+		CAFile:       caFile,
+		CAPEM:        caPEM,
+	}, nil
+}
+
+// Close stops serving, waiting up to five seconds for requests in flight,
+// and removes the CA file. It is safe to call more than once and on a
+// Server that was never started.
+func (s *Server) Close() error {
+	s.startMu.Lock()
+	defer s.startMu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	if s.srv == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var errs []error
+	if err := s.srv.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("shut down: %w", err), s.srv.Close())
+	}
+	<-s.served
+	if err := os.RemoveAll(s.caDir); err != nil {
+		errs = append(errs, fmt.Errorf("remove ca directory: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// Allotments returns a deep copy of the simulator's current allotments,
+// ordered by id (the order the list endpoint pages in).
+func (s *Server) Allotments() []AllotmentState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]AllotmentState, 0, len(s.allotments))
+	for _, a := range s.allotments {
+		out = append(out, a.clone())
+	}
+	slices.SortFunc(out, func(a, b AllotmentState) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// MintToken returns a valid bearer token for the tenant's first app,
+// carrying exactly the given roles (application permissions), valid for an
+// hour from the simulator's clock. Tests use it to reach 403 paths.
+func (s *Server) MintToken(roles []string) (string, error) {
+	return s.issue(s.apps[0].ClientID, roles)
+}
+
+// issue signs an access token for Microsoft Graph.
+func (s *Server) issue(clientID string, roles []string) (string, error) {
+	now := s.now()
+	c := claims{
+		Aud:      graphAudience,
+		Iss:      tokenIssuer(s.tenantID),
+		Iat:      now.Unix(),
+		Nbf:      now.Unix(),
+		Exp:      now.Add(tokenLifetime).Unix(),
+		AppID:    clientID,
+		AppIDAcr: "1", // client secret
+		IDType:   "app",
+		OID:      servicePrincipalID(s.tenantID, clientID),
+		Roles:    slices.Clone(roles),
+		Sub:      servicePrincipalID(s.tenantID, clientID),
+		TID:      s.tenantID,
+		Ver:      "1.0",
+	}
+	return signJWT(c, s.key, s.kid)
+}
+
+const (
+	graphBase     = "/beta"
+	graphAudience = "https://graph.microsoft.com"
+	graphAppID    = "00000003-0000-0000-c000-000000000000" // Microsoft Graph's well-known application id
+	tokenLifetime = time.Hour
+)
+
+// tokenIssuer is the iss of v1.0 access tokens, which is what Graph gets.
+func tokenIssuer(tenantID string) string { return "https://sts.windows.net/" + tenantID + "/" }
+
+// servicePrincipalID derives a stable, GUID-shaped object id for an app's
+// service principal in the tenant.
+func servicePrincipalID(tenantID, clientID string) string {
+	sum := sha256.Sum256([]byte("sp:" + strings.ToLower(tenantID) + ":" + strings.ToLower(clientID)))
+	return formatGUID(sum[:16])
+}
+
+// route dispatches to the Graph API or the authority. It routes by hand
+// because ServeMux cannot hold both "/{tenant}/…" and a catch-all under
+// "/beta/" without a conflict.
+func (s *Server) route(w http.ResponseWriter, r *http.Request) {
+	p := r.URL.Path
+	if p == graphBase || strings.HasPrefix(p, graphBase+"/") {
+		s.serveGraph(w, r, strings.TrimPrefix(p, graphBase))
+		return
+	}
+	segs := strings.Split(strings.Trim(p, "/"), "/")
+	if len(segs) == 4 {
+		switch strings.Join(segs[1:], "/") {
+		case "v2.0/.well-known/openid-configuration":
+			s.serveDiscovery(w, r, segs[0])
+			return
+		case "oauth2/v2.0/token":
+			s.serveToken(w, r, segs[0])
+			return
+		case "discovery/v2.0/keys":
+			s.serveKeys(w, r, segs[0])
+			return
+		}
+	}
+	writeGraphError(w, r, s.now(), http.StatusNotFound, "notFound", "", fmt.Sprintf("No route for %q.", p))
+}
+
+// withRequestID gives every response a fresh request-id and echoes the
+// caller's client-request-id (Graph answers with the request-id when the
+// caller sent none), then logs one line per request.
+func (s *Server) withRequestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		reqID := newGUID()
+		clientReqID := r.Header.Get("client-request-id")
+		if clientReqID == "" {
+			clientReqID = reqID
+		}
+		w.Header().Set("request-id", reqID)
+		w.Header().Set("client-request-id", clientReqID)
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		s.log.Info("request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
+			"request_id", reqID, "took", time.Since(start).Round(time.Microsecond))
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+// newGUID returns a random version-4 GUID in lower-case 8-4-4-4-12 form.
+func newGUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never returns an error
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return formatGUID(b[:])
+}
+
+func formatGUID(b []byte) string {
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
