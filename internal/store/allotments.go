@@ -1,0 +1,574 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+)
+
+// Service is one service plan an allotment's assignments can switch on or
+// off.
+type Service struct {
+	PlanID, PlanName string
+	AssignableTo     []string
+}
+
+// Subscription is one commerce subscription backing an allotment.
+type Subscription struct {
+	SubscriptionID, State string
+	// StartDate and NextLifecycleDate are "YYYY-MM-DD", or "" when Graph
+	// sent none. ApplyAllotments also accepts RFC 3339 timestamps (Graph's
+	// examples send them) and keeps their UTC date.
+	StartDate, NextLifecycleDate string
+	Tags                         []string
+}
+
+// Allotment is one licence pool (a SKU's units from one or more
+// subscriptions) as mirrored from Graph. Empty lists read back as nil.
+type Allotment struct {
+	ID, SKUID, SKUPartNumber     string
+	AllottedUnits, ConsumedUnits int32
+	// AssignableTo lists the assignee kinds, e.g. ["user", "group"].
+	AssignableTo  []string
+	Services      []Service
+	Subscriptions []Subscription
+	// Raw is the Graph JSON object as received; nil if none. It reads back
+	// as Postgres normalizes jsonb (key order and spacing may differ).
+	Raw []byte
+	// ObservedAt is when the sync first saw the allotment in this state
+	// (the start of the version's validity). Set by reads; ignored by
+	// ApplyAllotments.
+	ObservedAt time.Time
+}
+
+// serviceJSON and subscriptionJSON are the stored forms inside
+// allotment_versions.services and .subscriptions.
+type serviceJSON struct {
+	PlanID       string   `json:"plan_id"`
+	PlanName     string   `json:"plan_name"`
+	AssignableTo []string `json:"assignable_to,omitempty"`
+}
+
+type subscriptionJSON struct {
+	SubscriptionID    string   `json:"subscription_id"`
+	State             string   `json:"state"`
+	StartDate         string   `json:"start_date,omitempty"`
+	NextLifecycleDate string   `json:"next_lifecycle_date,omitempty"`
+	Tags              []string `json:"tags,omitempty"`
+}
+
+// applyLockKey is the transaction-level advisory lock that serializes
+// ApplyAllotments across replicas, so that the fencing check and the
+// writes it guards see each other's commits. (goose uses its own key.)
+const applyLockKey int64 = 0x5EA7_1ED6_0000_0001
+
+// Column lists of the staging tables, in CopyFrom order.
+var (
+	stagedAllotmentColumns = []string{"seq", "id", "sku_id", "sku_part_number", "allotted_units", "consumed_units",
+		"assignable_to", "services", "subscriptions", "raw"}
+	stagedSubscriptionColumns = []string{"ord", "seq", "subscription_id", "allotment_id", "state",
+		"start_date", "next_lifecycle_date", "tags"}
+)
+
+// ApplyAllotments makes the mirror's current allotments, and the
+// subscriptions listed in them, equal to snapshot, as observed at
+// run.StartedAt, and records run as succeeded. In one transaction it:
+//
+//   - refuses, with ErrConflict and no change, a snapshot observed earlier
+//     than the newest successful run already applied (a deposed leader
+//     waking late must not roll the mirror back);
+//   - stages the snapshot with COPY and diffs it set-based: an allotment
+//     whose content (Raw included) changed, or that is absent from
+//     snapshot, has its current version closed at run.StartedAt; a new or
+//     changed one gets a new version from run.StartedAt on; an unchanged
+//     one is not written at all;
+//   - writes one allotment_facts row per allotment in snapshot;
+//   - inserts the sync_runs row: outcome succeeded, Counts for
+//     "allotments" and "subscriptions", FinishedAt = run.FinishedAt or now.
+//
+// Readers see the old state or the new one, never a mix. Applying the same
+// snapshot again writes no versions. If snapshot holds an ID twice, the
+// later entry wins. Times are stored to the microsecond. It returns the
+// stored run, with its ID.
+func (s *Store) ApplyAllotments(ctx context.Context, run SyncRun, snapshot []Allotment) (SyncRun, error) {
+	if run.StartedAt.IsZero() {
+		return SyncRun{}, errors.New("apply allotments: run.StartedAt is not set")
+	}
+	at := run.StartedAt.Truncate(time.Microsecond)
+	allotRows, subRows, err := stagingRows(snapshot)
+	if err != nil {
+		return SyncRun{}, fmt.Errorf("apply allotments: %w", err)
+	}
+
+	var stored SyncRun
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := fence(ctx, tx, at); err != nil {
+			return err
+		}
+		if err := stage(ctx, tx, allotRows, subRows); err != nil {
+			return err
+		}
+		allotments, err := diffAllotments(ctx, tx, at)
+		if err != nil {
+			return err
+		}
+		subscriptions, err := diffSubscriptions(ctx, tx, at)
+		if err != nil {
+			return err
+		}
+		run.Counts = map[string]Changes{"allotments": allotments, "subscriptions": subscriptions}
+		counts, err := encodeCounts(run.Counts)
+		if err != nil {
+			return err
+		}
+
+		const insertRun = `
+			INSERT INTO sync_runs
+				(started_at, finished_at, outcome, error, counts, graph_requests, throttled, bytes_received)
+			VALUES ($1, $2, 'succeeded', NULL, $3, $4, $5, $6)
+			RETURNING ` + syncRunColumns
+		rows, _ := tx.Query(ctx, insertRun, at, finishedAt(run), counts, run.GraphRequests, run.Throttled, run.BytesReceived)
+		if stored, err = pgx.CollectExactlyOneRow(rows, scanSyncRun); err != nil {
+			return fmt.Errorf("record sync run: %w", err)
+		}
+
+		const insertFacts = `
+			INSERT INTO allotment_facts (run_id, allotment_id, observed_at, allotted, consumed)
+			SELECT $1, id, $2, allotted_units, consumed_units
+			FROM staged_allotments`
+		if _, err := tx.Exec(ctx, insertFacts, stored.ID, at); err != nil {
+			return fmt.Errorf("record allotment facts: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return SyncRun{}, fmt.Errorf("apply allotments: %w", translate(err))
+	}
+	return stored, nil
+}
+
+// fence takes the apply lock, then refuses a snapshot observed before the
+// newest successful run. An equal time is accepted: it is the same instant,
+// and the later apply wins.
+func fence(ctx context.Context, tx pgx.Tx, at time.Time) error {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, applyLockKey); err != nil {
+		return fmt.Errorf("take apply lock: %w", err)
+	}
+	const q = `
+		SELECT max(started_at)
+		FROM sync_runs
+		WHERE outcome = 'succeeded'`
+	var newest pgtype.Timestamptz
+	if err := tx.QueryRow(ctx, q).Scan(&newest); err != nil {
+		return fmt.Errorf("read newest applied run: %w", err)
+	}
+	if newest.Valid && at.Before(newest.Time) {
+		return fmt.Errorf("%w: snapshot observed at %s is older than the newest applied one (%s)",
+			ErrConflict, at.UTC().Format(time.RFC3339Nano), newest.Time.UTC().Format(time.RFC3339Nano))
+	}
+	return nil
+}
+
+// stagingRows converts snapshot into CopyFrom rows for staged_allotments
+// and staged_subscriptions, validating what Postgres would reject less
+// clearly.
+func stagingRows(snapshot []Allotment) (allotments, subscriptions [][]any, err error) {
+	allotments = make([][]any, 0, len(snapshot))
+	for i, a := range snapshot {
+		if a.ID == "" {
+			return nil, nil, fmt.Errorf("allotment %d of the snapshot has no id", i)
+		}
+		if a.Raw != nil && !json.Valid(a.Raw) {
+			return nil, nil, fmt.Errorf("allotment %q: raw is not valid JSON", a.ID)
+		}
+		services := make([]serviceJSON, len(a.Services))
+		for j, sv := range a.Services {
+			services[j] = serviceJSON(sv)
+		}
+		subs := make([]subscriptionJSON, len(a.Subscriptions))
+		for j, sub := range a.Subscriptions {
+			if sub.SubscriptionID == "" {
+				return nil, nil, fmt.Errorf("allotment %q: subscription %d has no id", a.ID, j)
+			}
+			start, startDate, err := parseDate(sub.StartDate)
+			if err != nil {
+				return nil, nil, fmt.Errorf("allotment %q: subscription %q: start date: %w", a.ID, sub.SubscriptionID, err)
+			}
+			next, nextDate, err := parseDate(sub.NextLifecycleDate)
+			if err != nil {
+				return nil, nil, fmt.Errorf("allotment %q: subscription %q: next lifecycle date: %w", a.ID, sub.SubscriptionID, err)
+			}
+			subs[j] = subscriptionJSON{sub.SubscriptionID, sub.State, start, next, sub.Tags}
+			subscriptions = append(subscriptions, []any{len(subscriptions), i, sub.SubscriptionID, a.ID, sub.State,
+				startDate, nextDate, nonNil(sub.Tags)})
+		}
+		servicesJSON, err := json.Marshal(services)
+		if err != nil {
+			return nil, nil, fmt.Errorf("allotment %q: encode services: %w", a.ID, err)
+		}
+		subsJSON, err := json.Marshal(subs)
+		if err != nil {
+			return nil, nil, fmt.Errorf("allotment %q: encode subscriptions: %w", a.ID, err)
+		}
+		allotments = append(allotments, []any{i, a.ID, a.SKUID, a.SKUPartNumber, a.AllottedUnits, a.ConsumedUnits,
+			nonNil(a.AssignableTo), servicesJSON, subsJSON, a.Raw})
+	}
+	return allotments, subscriptions, nil
+}
+
+// parseDate normalizes a "YYYY-MM-DD" or RFC 3339 date to "YYYY-MM-DD"
+// (the UTC date of a timestamp) and its SQL value; "" is NULL.
+func parseDate(s string) (string, pgtype.Date, error) {
+	if s == "" {
+		return "", pgtype.Date{}, nil
+	}
+	t, err := time.Parse(time.DateOnly, s)
+	if err != nil {
+		var err2 error
+		if t, err2 = time.Parse(time.RFC3339Nano, s); err2 != nil {
+			return "", pgtype.Date{}, fmt.Errorf("%q is neither YYYY-MM-DD nor an RFC 3339 timestamp", s)
+		}
+		t = t.UTC()
+	}
+	t = time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+	return t.Format(time.DateOnly), pgtype.Date{Time: t, Valid: true}, nil
+}
+
+// nonNil returns s, or an empty slice for nil: pgx sends a nil slice as
+// NULL, and the array columns are NOT NULL.
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// stage copies the snapshot into temporary tables (dropped at commit), and
+// removes duplicates: for an allotment ID listed twice the later entry
+// wins, with its own subscriptions; a subscription listed twice in one
+// allotment keeps its later entry. Each subscription's raw JSON is taken
+// from its allotment's raw "subscriptions" array.
+func stage(ctx context.Context, tx pgx.Tx, allotments, subscriptions [][]any) error {
+	const create = `
+		CREATE TEMP TABLE staged_allotments (
+			seq             integer NOT NULL,
+			id              text COLLATE "C" NOT NULL,
+			sku_id          text NOT NULL,
+			sku_part_number text NOT NULL,
+			allotted_units  integer NOT NULL,
+			consumed_units  integer NOT NULL,
+			assignable_to   text[] NOT NULL,
+			services        jsonb NOT NULL,
+			subscriptions   jsonb NOT NULL,
+			raw             jsonb
+		) ON COMMIT DROP;
+		CREATE TEMP TABLE staged_subscriptions (
+			ord                 integer NOT NULL,
+			seq                 integer NOT NULL,
+			subscription_id     text COLLATE "C" NOT NULL,
+			allotment_id        text COLLATE "C" NOT NULL,
+			state               text NOT NULL,
+			start_date          date,
+			next_lifecycle_date date,
+			tags                text[] NOT NULL,
+			raw                 jsonb
+		) ON COMMIT DROP`
+	if _, err := tx.Exec(ctx, create); err != nil {
+		return fmt.Errorf("create staging tables: %w", err)
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"staged_allotments"}, stagedAllotmentColumns,
+		pgx.CopyFromRows(allotments)); err != nil {
+		return fmt.Errorf("copy allotments: %w", err)
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"staged_subscriptions"}, stagedSubscriptionColumns,
+		pgx.CopyFromRows(subscriptions)); err != nil {
+		return fmt.Errorf("copy subscriptions: %w", err)
+	}
+	// Several statements, one round trip (no parameters: simple protocol).
+	const tidy = `
+		DELETE FROM staged_allotments a
+		USING staged_allotments b
+		WHERE a.id = b.id
+		  AND a.seq < b.seq;
+		DELETE FROM staged_subscriptions s
+		WHERE NOT EXISTS (SELECT 1 FROM staged_allotments a WHERE a.seq = s.seq);
+		DELETE FROM staged_subscriptions a
+		USING staged_subscriptions b
+		WHERE a.subscription_id = b.subscription_id
+		  AND a.allotment_id = b.allotment_id
+		  AND a.ord < b.ord;
+		UPDATE staged_subscriptions s
+		SET raw = e.elem
+		FROM staged_allotments a,
+		     jsonb_array_elements(
+		         CASE WHEN jsonb_typeof(a.raw -> 'subscriptions') = 'array'
+		              THEN a.raw -> 'subscriptions' ELSE '[]' END) AS e(elem)
+		WHERE a.seq = s.seq
+		  AND e.elem ->> 'subscriptionId' = s.subscription_id;
+		ANALYZE staged_allotments;
+		ANALYZE staged_subscriptions`
+	if _, err := tx.Exec(ctx, tidy); err != nil {
+		return fmt.Errorf("tidy staged snapshot: %w", err)
+	}
+	return nil
+}
+
+// diffAllotments closes the current versions of allotments that changed or
+// vanished, opens versions for new and changed ones, and counts.
+//
+// A version that must close at the very instant it opened (two applies
+// with one StartedAt) is deleted instead: it was never observable, and an
+// empty range is not a version.
+func diffAllotments(ctx context.Context, tx pgx.Tx, at time.Time) (Changes, error) {
+	const closeStale = `
+		WITH stale AS (
+			SELECT v.id, EXISTS (SELECT 1 FROM staged_allotments i WHERE i.id = v.id) AS present
+			FROM allotment_versions v
+			WHERE upper_inf(v.valid)
+			  AND NOT EXISTS (
+				SELECT 1
+				FROM staged_allotments i
+				WHERE i.id = v.id
+				  AND (i.sku_id, i.sku_part_number, i.allotted_units, i.consumed_units,
+				       i.assignable_to, i.services, i.subscriptions, i.raw)
+				      IS NOT DISTINCT FROM
+				      (v.sku_id, v.sku_part_number, v.allotted_units, v.consumed_units,
+				       v.assignable_to, v.services, v.subscriptions, v.raw))
+		), closed AS (
+			UPDATE allotment_versions v
+			SET valid = tstzrange(lower(v.valid), $1, '[)')
+			FROM stale
+			WHERE v.id = stale.id
+			  AND upper_inf(v.valid)
+			  AND lower(v.valid) < $1
+		), dropped AS (
+			DELETE FROM allotment_versions v
+			USING stale
+			WHERE v.id = stale.id
+			  AND upper_inf(v.valid)
+			  AND lower(v.valid) >= $1
+		)
+		SELECT count(*) FILTER (WHERE present), count(*) FILTER (WHERE NOT present)
+		FROM stale`
+	var ch Changes
+	if err := tx.QueryRow(ctx, closeStale, at).Scan(&ch.Changed, &ch.Removed); err != nil {
+		return Changes{}, fmt.Errorf("close stale allotment versions: %w", err)
+	}
+	const open = `
+		INSERT INTO allotment_versions
+			(id, sku_id, sku_part_number, allotted_units, consumed_units,
+			 assignable_to, services, subscriptions, raw, valid)
+		SELECT i.id, i.sku_id, i.sku_part_number, i.allotted_units, i.consumed_units,
+		       i.assignable_to, i.services, i.subscriptions, i.raw, tstzrange($1, NULL, '[)')
+		FROM staged_allotments i
+		WHERE NOT EXISTS (
+			SELECT 1
+			FROM allotment_versions v
+			WHERE v.id = i.id
+			  AND upper_inf(v.valid))`
+	tag, err := tx.Exec(ctx, open, at)
+	if err != nil {
+		return Changes{}, fmt.Errorf("open allotment versions: %w", err)
+	}
+	var staged int64
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM staged_allotments`).Scan(&staged); err != nil {
+		return Changes{}, fmt.Errorf("count staged allotments: %w", err)
+	}
+	ch.Added = tag.RowsAffected() - ch.Changed
+	ch.Unchanged = staged - tag.RowsAffected()
+	return ch, nil
+}
+
+// diffSubscriptions does for subscription_versions what diffAllotments
+// does for allotment_versions, keyed by (subscription_id, allotment_id).
+func diffSubscriptions(ctx context.Context, tx pgx.Tx, at time.Time) (Changes, error) {
+	const closeStale = `
+		WITH stale AS (
+			SELECT v.subscription_id, v.allotment_id,
+			       EXISTS (
+				SELECT 1
+				FROM staged_subscriptions i
+				WHERE i.subscription_id = v.subscription_id
+				  AND i.allotment_id = v.allotment_id) AS present
+			FROM subscription_versions v
+			WHERE upper_inf(v.valid)
+			  AND NOT EXISTS (
+				SELECT 1
+				FROM staged_subscriptions i
+				WHERE i.subscription_id = v.subscription_id
+				  AND i.allotment_id = v.allotment_id
+				  AND (i.state, i.start_date, i.next_lifecycle_date, i.tags, i.raw)
+				      IS NOT DISTINCT FROM
+				      (v.state, v.start_date, v.next_lifecycle_date, v.tags, v.raw))
+		), closed AS (
+			UPDATE subscription_versions v
+			SET valid = tstzrange(lower(v.valid), $1, '[)')
+			FROM stale
+			WHERE v.subscription_id = stale.subscription_id
+			  AND v.allotment_id = stale.allotment_id
+			  AND upper_inf(v.valid)
+			  AND lower(v.valid) < $1
+		), dropped AS (
+			DELETE FROM subscription_versions v
+			USING stale
+			WHERE v.subscription_id = stale.subscription_id
+			  AND v.allotment_id = stale.allotment_id
+			  AND upper_inf(v.valid)
+			  AND lower(v.valid) >= $1
+		)
+		SELECT count(*) FILTER (WHERE present), count(*) FILTER (WHERE NOT present)
+		FROM stale`
+	var ch Changes
+	if err := tx.QueryRow(ctx, closeStale, at).Scan(&ch.Changed, &ch.Removed); err != nil {
+		return Changes{}, fmt.Errorf("close stale subscription versions: %w", err)
+	}
+	const open = `
+		INSERT INTO subscription_versions
+			(subscription_id, allotment_id, state, start_date, next_lifecycle_date, tags, raw, valid)
+		SELECT i.subscription_id, i.allotment_id, i.state, i.start_date, i.next_lifecycle_date, i.tags, i.raw,
+		       tstzrange($1, NULL, '[)')
+		FROM staged_subscriptions i
+		WHERE NOT EXISTS (
+			SELECT 1
+			FROM subscription_versions v
+			WHERE v.subscription_id = i.subscription_id
+			  AND v.allotment_id = i.allotment_id
+			  AND upper_inf(v.valid))`
+	tag, err := tx.Exec(ctx, open, at)
+	if err != nil {
+		return Changes{}, fmt.Errorf("open subscription versions: %w", err)
+	}
+	var staged int64
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM staged_subscriptions`).Scan(&staged); err != nil {
+		return Changes{}, fmt.Errorf("count staged subscriptions: %w", err)
+	}
+	ch.Added = tag.RowsAffected() - ch.Changed
+	ch.Unchanged = staged - tag.RowsAffected()
+	return ch, nil
+}
+
+// allotmentColumns are the columns scanAllotment reads, in order.
+const allotmentColumns = `id, sku_id, sku_part_number, allotted_units, consumed_units,
+	assignable_to, services, subscriptions, raw, lower(valid)`
+
+func scanAllotment(row pgx.CollectableRow) (Allotment, error) {
+	var (
+		a              Allotment
+		services, subs []byte
+	)
+	if err := row.Scan(&a.ID, &a.SKUID, &a.SKUPartNumber, &a.AllottedUnits, &a.ConsumedUnits,
+		&a.AssignableTo, &services, &subs, &a.Raw, &a.ObservedAt); err != nil {
+		return Allotment{}, err
+	}
+	a.ObservedAt = a.ObservedAt.UTC()
+	if len(a.AssignableTo) == 0 {
+		a.AssignableTo = nil
+	}
+	var sv []serviceJSON
+	if err := json.Unmarshal(services, &sv); err != nil {
+		return Allotment{}, fmt.Errorf("decode services of allotment %q: %w", a.ID, err)
+	}
+	for _, x := range sv {
+		a.Services = append(a.Services, Service(x))
+	}
+	var sb []subscriptionJSON
+	if err := json.Unmarshal(subs, &sb); err != nil {
+		return Allotment{}, fmt.Errorf("decode subscriptions of allotment %q: %w", a.ID, err)
+	}
+	for _, x := range sb {
+		a.Subscriptions = append(a.Subscriptions, Subscription(x))
+	}
+	return a, nil
+}
+
+// ListAllotmentsParams selects a page of current allotments.
+type ListAllotmentsParams struct {
+	// PageSize is the most allotments to return; 0 or less means 100.
+	PageSize int
+	// AfterID continues after the allotment with this ID (the last one of
+	// the previous page); "" starts from the first.
+	AfterID string
+	// SKUID, when set, keeps only allotments of that SKU.
+	SKUID string
+}
+
+// ListAllotments returns current allotments in ID order (bytewise), at
+// most p.PageSize of them, after p.AfterID. A page shorter than PageSize is
+// the last one.
+func (s *Store) ListAllotments(ctx context.Context, p ListAllotmentsParams) ([]Allotment, error) {
+	if p.PageSize <= 0 {
+		p.PageSize = defaultPageSize
+	}
+	var rows pgx.Rows
+	switch {
+	case p.SKUID != "":
+		const q = `
+			SELECT ` + allotmentColumns + `
+			FROM allotment_versions
+			WHERE upper_inf(valid)
+			  AND sku_id = $1
+			  AND id > $2
+			ORDER BY id
+			LIMIT $3`
+		rows, _ = s.pool.Query(ctx, q, p.SKUID, p.AfterID, p.PageSize)
+	default:
+		const q = `
+			SELECT ` + allotmentColumns + `
+			FROM allotment_versions
+			WHERE upper_inf(valid)
+			  AND id > $1
+			ORDER BY id
+			LIMIT $2`
+		rows, _ = s.pool.Query(ctx, q, p.AfterID, p.PageSize)
+	}
+	list, err := pgx.CollectRows(rows, scanAllotment)
+	if err != nil {
+		return nil, fmt.Errorf("list allotments: %w", translate(err))
+	}
+	return list, nil
+}
+
+// GetAllotment returns the current state of the allotment with Graph ID
+// id. The error wraps ErrNotFound when the mirror has none (never seen, or
+// gone from Graph).
+func (s *Store) GetAllotment(ctx context.Context, id string) (Allotment, error) {
+	const q = `
+		SELECT ` + allotmentColumns + `
+		FROM allotment_versions
+		WHERE id = $1
+		  AND upper_inf(valid)`
+	rows, _ := s.pool.Query(ctx, q, id)
+	a, err := pgx.CollectExactlyOneRow(rows, scanAllotment)
+	switch err := translate(err); {
+	case errors.Is(err, ErrNotFound):
+		return Allotment{}, fmt.Errorf("allotment %q: %w", id, err)
+	case err != nil:
+		return Allotment{}, fmt.Errorf("get allotment %q: %w", id, err)
+	}
+	return a, nil
+}
+
+// AllotmentAsOf returns the allotment with Graph ID id as the mirror knew
+// it at time at: the version whose validity contains at. The error wraps
+// ErrNotFound when there is none (not yet seen at that time, or gone).
+func (s *Store) AllotmentAsOf(ctx context.Context, id string, at time.Time) (Allotment, error) {
+	const q = `
+		SELECT ` + allotmentColumns + `
+		FROM allotment_versions
+		WHERE id = $1
+		  AND valid @> $2::timestamptz`
+	rows, _ := s.pool.Query(ctx, q, id, at)
+	a, err := pgx.CollectExactlyOneRow(rows, scanAllotment)
+	switch err := translate(err); {
+	case errors.Is(err, ErrNotFound):
+		return Allotment{}, fmt.Errorf("allotment %q as of %s: %w", id, at.UTC().Format(time.RFC3339Nano), err)
+	case err != nil:
+		return Allotment{}, fmt.Errorf("get allotment %q as of %s: %w", id, at.UTC().Format(time.RFC3339Nano), err)
+	}
+	return a, nil
+}
