@@ -1,0 +1,15 @@
+package graph
+
+import "time"
+
+// SetRetryTiming shortens c's backoff and Retry-After cap, so that retry
+// tests run in milliseconds.
+func SetRetryTiming(c *Client, base, ceiling, maxRetryAfter time.Duration) {
+	c.backoffBase, c.backoffMax, c.maxRetryAfter = base, ceiling, maxRetryAfter
+}
+
+// Backoff exposes the backoff policy to the external tests.
+var Backoff = backoff
+
+// ParseRetryAfter exposes the Retry-After parser to the external tests.
+var ParseRetryAfter = parseRetryAfter
