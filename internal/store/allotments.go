@@ -152,12 +152,18 @@ func (s *Store) ApplyAllotments(ctx context.Context, run SyncRun, snapshot []All
 	return stored, nil
 }
 
-// fence takes the apply lock, then refuses a snapshot observed before the
+// fence takes the apply lock, tunes the transaction, then refuses a snapshot observed before the
 // newest successful run. An equal time is accepted: it is the same instant,
 // and the later apply wins.
 func fence(ctx context.Context, tx pgx.Tx, at time.Time) error {
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, applyLockKey); err != nil {
 		return fmt.Errorf("take apply lock: %w", err)
+	}
+	// The diff statements' cost estimates cross jit_above_cost at a few
+	// thousand rows, and compiling them takes longer (~0.4 s each) than
+	// running them (a few ms).
+	if _, err := tx.Exec(ctx, `SET LOCAL jit = off`); err != nil {
+		return fmt.Errorf("turn off jit: %w", err)
 	}
 	const q = `
 		SELECT max(started_at)

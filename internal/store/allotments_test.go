@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/seatledger/seatledger/internal/store"
+	"github.com/seatledger/seatledger/internal/store/storetest"
 )
 
 var (
@@ -499,5 +500,42 @@ func TestStore_GetAllotment_unknown(t *testing.T) {
 	}
 	if _, err := st.AllotmentAsOf(t.Context(), "nope", t1); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("AllotmentAsOf(unknown) error = %v, want ErrNotFound", err)
+	}
+}
+
+// BenchmarkStore_ApplyAllotments_unchanged measures the common case: a
+// sync that finds 5,000 allotments exactly as they were.
+func BenchmarkStore_ApplyAllotments_unchanged(b *testing.B) {
+	st := storetest.New(b)
+	snapshot := make([]store.Allotment, 5000)
+	for i := range snapshot {
+		snapshot[i] = allotment(fmt.Sprintf("a%05d", i), skuTeams, int32(i%100))
+	}
+	at := t0
+	if _, err := st.ApplyAllotments(b.Context(), store.SyncRun{StartedAt: at}, snapshot); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		at = at.Add(time.Minute)
+		if _, err := st.ApplyAllotments(b.Context(), store.SyncRun{StartedAt: at}, snapshot); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkStore_ApplyAllotments_allChanged measures the worst case: every
+// one of 5,000 allotments changed since the last run.
+func BenchmarkStore_ApplyAllotments_allChanged(b *testing.B) {
+	st := storetest.New(b)
+	snapshot := make([]store.Allotment, 5000)
+	at := t0
+	for b.Loop() {
+		for i := range snapshot {
+			snapshot[i] = allotment(fmt.Sprintf("a%05d", i), skuTeams, int32(at.Minute()))
+		}
+		at = at.Add(time.Minute)
+		if _, err := st.ApplyAllotments(b.Context(), store.SyncRun{StartedAt: at}, snapshot); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
