@@ -185,3 +185,25 @@ func TestDefaultDataDir(t *testing.T) {
 		t.Errorf("DefaultDataDir() with XDG_DATA_HOME=/xdg = %q", got)
 	}
 }
+
+func TestStart_initdbFailureShowsOutput(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(persistentBase(t), "pg")
+	// A data directory that is neither empty nor a cluster: initdb refuses.
+	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "data", "stray"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := pglocal.Start(t.Context(), dir)
+	if err == nil {
+		s.Stop()
+		t.Fatal("Start on a non-empty, non-cluster data directory succeeded")
+	}
+	for _, want := range []string{"initdb", "exists but is not empty"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Start error %q does not contain %q", err, want)
+		}
+	}
+}
