@@ -1,0 +1,294 @@
+// Command server runs seatledger: the Graph mirror, the gRPC API and its
+// HTTP/JSON gateway, in one process. Read run top to bottom: it is the
+// wiring diagram of the service.
+//
+// Usage:
+//
+//	server [flags]                    serve (the default)
+//	server migrate up|down|status     manage the schema and exit
+//
+// With no configuration at all it starts an embedded PostgreSQL from the
+// local binaries and the built-in Graph simulator with a demo tenant.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+
+	"github.com/seatledger/seatledger/internal/api"
+	"github.com/seatledger/seatledger/internal/graph"
+	"github.com/seatledger/seatledger/internal/graphsim"
+	"github.com/seatledger/seatledger/internal/pglocal"
+	"github.com/seatledger/seatledger/internal/store"
+	mirrorsync "github.com/seatledger/seatledger/internal/sync"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stderr, nil)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		// -help printed the flags; that is a success.
+	case err != nil:
+		fmt.Fprintf(os.Stderr, "seatledger: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// readyFunc receives the bound listener addresses once both accept
+// connections; the end-to-end tests use it instead of fixed ports.
+type readyFunc func(grpcAddr, httpAddr net.Addr)
+
+// run is main without process globals, so that the end-to-end tests can
+// start the whole service in-process.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer, ready readyFunc) error {
+	command := "serve"
+	if len(args) > 0 && args[0] == "migrate" {
+		command, args = "migrate", args[1:]
+	}
+	var migrateArgs []string
+	if command == "migrate" {
+		if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+			return errors.New("usage: server migrate up|down|status [flags]")
+		}
+		migrateArgs, args = args[:1], args[1:]
+	}
+
+	cfg, err := loadConfig(args, getenv, pglocal.DefaultDataDir(), stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	log.Info("starting seatledger", "command", command, "config", cfg)
+
+	// Postgres: DATABASE_URL, or a private server from the local binaries.
+	dsn := cfg.DatabaseURL
+	if dsn == "" {
+		pg, err := pglocal.Start(ctx, cfg.DataDir)
+		if err != nil {
+			return fmt.Errorf("start embedded postgres: %w", err)
+		}
+		defer func() {
+			if err := pg.Stop(); err != nil {
+				log.Error("stop embedded postgres", "err", err)
+			}
+		}()
+		if err := pg.EnsureDatabase(ctx, "seatledger"); err != nil {
+			return fmt.Errorf("start embedded postgres: %w", err)
+		}
+		dsn = pg.DSN("seatledger")
+		log.Info("using embedded postgres", "data_dir", cfg.DataDir)
+	}
+	octx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	st, err := store.Open(octx, dsn)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("database %s: %w", redactURL(cfg.DatabaseURL), err)
+	}
+	defer st.Close()
+	if command == "migrate" {
+		return migrate(ctx, st, migrateArgs[0], stderr, log)
+	}
+	if err := st.Migrate(ctx, log); err != nil {
+		return err
+	}
+
+	// Graph: the configured tenant, else the built-in simulator.
+	gc, closeGraph, err := newGraphClient(cfg.Graph, log)
+	if err != nil {
+		return err
+	}
+	defer closeGraph()
+
+	syncer := mirrorsync.New(gc, st, mirrorsync.Options{
+		Interval: cfg.SyncInterval,
+		Logger:   log.With("component", "sync"),
+	})
+	grpcServer := api.NewGRPCServer(api.Deps{
+		Store:  st,
+		Sync:   syncer,
+		Logger: log.With("component", "api"),
+	})
+
+	grpcLis, err := net.Listen("tcp", cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("grpc listener: %w", err)
+	}
+	defer grpcLis.Close()
+	httpLis, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("http listener: %w", err)
+	}
+	defer httpLis.Close()
+	gateway, closeGateway, err := api.NewGateway(ctx, grpcLis.Addr().String(), api.Readiness(st, syncer.Synced()))
+	if err != nil {
+		return err
+	}
+	defer closeGateway()
+	httpServer := &http.Server{
+		Handler:           gateway,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return grpcServer.Serve(grpcLis) })
+	g.Go(func() error { return ignoreClosed(httpServer.Serve(httpLis)) })
+	g.Go(func() error { return syncer.Run(gctx) }) // returns nil when gctx ends
+	g.Go(func() error {
+		<-gctx.Done() // a signal, or one of the goroutines above failed
+		log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), cfg.ShutdownTimeout)
+		defer cancel()
+		err := httpServer.Shutdown(sctx) // stop accepting, drain REST calls
+		stopGRPC(sctx, grpcServer)       // then drain RPCs
+		return err
+	})
+	log.Info("serving", "grpc_addr", grpcLis.Addr().String(), "http_addr", httpLis.Addr().String())
+	if ready != nil {
+		ready(grpcLis.Addr(), httpLis.Addr())
+	}
+	err = g.Wait()
+	log.Info("stopped", "err", err)
+	return err // deferred: close gateway conn, graph, pool; stop Postgres
+}
+
+// migrate runs a migrate subcommand against st.
+func migrate(ctx context.Context, st *store.Store, verb string, out io.Writer, log *slog.Logger) error {
+	switch verb {
+	case "up":
+		return st.Migrate(ctx, log)
+	case "down":
+		return st.MigrateDown(ctx, log)
+	case "status":
+		return st.MigrationStatus(ctx, out)
+	}
+	return fmt.Errorf("migrate: unknown command %q (want up, down or status)", verb)
+}
+
+// newGraphClient returns the Graph client for cfg and a function that
+// releases what it started. Without Azure credentials it starts the
+// built-in simulator on a loopback port and authenticates against the
+// simulator's own authority, through the same azidentity path a real
+// tenant uses.
+func newGraphClient(cfg graphConfig, log *slog.Logger) (*graph.Client, func(), error) {
+	opts := graph.Options{BaseURL: cfg.URL, PageSize: cfg.PageSize, Logger: log.With("component", "graph")}
+	credCfg := graph.CredentialConfig{
+		TenantID:        cfg.TenantID,
+		ClientID:        cfg.ClientID,
+		ClientSecret:    cfg.ClientSecret,
+		CertificatePath: cfg.CertificatePath,
+		AuthorityHost:   cfg.AuthorityHost,
+	}
+	var extraCAs []byte
+	closeFn := func() {}
+	if cfg.simulated() {
+		sim, err := graphsim.New(graphsim.Options{Logger: log.With("component", "graphsim")})
+		if err != nil {
+			return nil, nil, fmt.Errorf("graph simulator: %w", err)
+		}
+		info, err := sim.Start("127.0.0.1:0")
+		if err != nil {
+			return nil, nil, fmt.Errorf("graph simulator: %w", err)
+		}
+		closeFn = func() { _ = sim.Close() }
+		log.Warn("no Graph credentials configured: mirroring the built-in Graph simulator's demo tenant; set AZURE_TENANT_ID and AZURE_CLIENT_ID to mirror a real tenant",
+			"graph_url", info.GraphURL)
+		opts.BaseURL = info.GraphURL
+		credCfg = graph.CredentialConfig{
+			TenantID:      info.TenantID,
+			ClientID:      info.ClientID,
+			ClientSecret:  info.ClientSecret,
+			AuthorityHost: info.AuthorityURL,
+		}
+		extraCAs = info.CAPEM
+	} else if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("ssl-cert-file: %w", err)
+		}
+		extraCAs = pem
+	}
+	hc, err := httpClientTrusting(extraCAs)
+	if err != nil {
+		closeFn()
+		return nil, nil, err
+	}
+	opts.HTTPClient = hc
+	credCfg.Transport = hc
+	cred, err := graph.NewCredential(credCfg)
+	if err != nil {
+		closeFn()
+		return nil, nil, fmt.Errorf("graph credential: %w", err)
+	}
+	gc, err := graph.New(cred, opts)
+	if err != nil {
+		closeFn()
+		return nil, nil, fmt.Errorf("graph client: %w", err)
+	}
+	return gc, closeFn, nil
+}
+
+// httpClientTrusting returns an HTTP client that trusts the system's CAs
+// plus those in extraPEM (SSL_CERT_FILE adds to the system pool here,
+// rather than replacing it).
+func httpClientTrusting(extraPEM []byte) (*http.Client, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if len(extraPEM) > 0 {
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(extraPEM) {
+			return nil, errors.New("ssl-cert-file: no PEM certificate found")
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return &http.Client{Transport: tr}, nil
+}
+
+func newLogger(w io.Writer, level slog.Level, format string) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// stopGRPC drains in-flight RPCs until ctx expires, then cuts off the rest
+// (GracefulStop alone waits forever on a stuck stream).
+func stopGRPC(ctx context.Context, s *grpc.Server) {
+	done := make(chan struct{})
+	go func() { s.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.Stop()
+	}
+}
+
+func ignoreClosed(err error) error {
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}

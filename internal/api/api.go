@@ -1,0 +1,64 @@
+// Package api is seatledger's transport layer: the gRPC services of
+// proto/seatledger/v1, their error mapping and interceptors, and the
+// HTTP/JSON gateway in front of them (grpc-gateway), with /healthz, /readyz
+// and /openapi.json.
+//
+// Reads are served from the store only; handlers never call Graph to
+// answer a read. api does not import the sync package: what it needs from
+// the sync worker is declared here as SyncRunner.
+package api
+
+import (
+	"context"
+	"log/slog"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	seatledgerv1 "github.com/seatledger/seatledger/gen/seatledger/v1"
+	"github.com/seatledger/seatledger/internal/store"
+)
+
+// SyncRunner runs a sync now and waits for its result. *sync.Syncer
+// implements it; it is declared here so that api does not import sync.
+type SyncRunner interface {
+	RunNow(ctx context.Context, force bool) (store.SyncRun, error)
+}
+
+// Deps is what the API needs from the rest of the service.
+type Deps struct {
+	Store  *store.Store
+	Sync   SyncRunner
+	Logger *slog.Logger // nil discards
+}
+
+// NewGRPCServer returns a gRPC server with every seatledger service, the
+// standard health service and reflection (so grpcurl works) registered.
+// Services whose handlers have not landed yet answer UNIMPLEMENTED.
+func NewGRPCServer(d Deps) *grpc.Server {
+	log := d.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := grpc.NewServer(grpc.ChainUnaryInterceptor(
+		recoverPanics(log), // outermost: a panic anywhere becomes INTERNAL
+		logCalls(log),      // one line per call, with the final status code
+		mapErrors(log),     // store and graph errors become statuses
+	))
+	seatledgerv1.RegisterAllotmentServiceServer(s, &allotmentService{store: d.Store})
+	seatledgerv1.RegisterSyncServiceServer(s, &syncService{store: d.Store, runner: d.Sync})
+	seatledgerv1.RegisterSubscriptionServiceServer(s, seatledgerv1.UnimplementedSubscriptionServiceServer{})
+	seatledgerv1.RegisterAssignmentServiceServer(s, seatledgerv1.UnimplementedAssignmentServiceServer{})
+	seatledgerv1.RegisterWaitingMemberServiceServer(s, seatledgerv1.UnimplementedWaitingMemberServiceServer{})
+	seatledgerv1.RegisterAssignmentErrorServiceServer(s, seatledgerv1.UnimplementedAssignmentErrorServiceServer{})
+	seatledgerv1.RegisterUserServiceServer(s, seatledgerv1.UnimplementedUserServiceServer{})
+	seatledgerv1.RegisterChargebackServiceServer(s, seatledgerv1.UnimplementedChargebackServiceServer{})
+	seatledgerv1.RegisterAuditServiceServer(s, seatledgerv1.UnimplementedAuditServiceServer{})
+
+	hs := health.NewServer() // reports SERVING for "" and every service
+	healthpb.RegisterHealthServer(s, hs)
+	reflection.Register(s)
+	return s
+}

@@ -1,0 +1,134 @@
+package api
+
+import (
+	"slices"
+	"strconv"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	seatledgerv1 "github.com/seatledger/seatledger/gen/seatledger/v1"
+	"github.com/seatledger/seatledger/internal/store"
+)
+
+func allotmentToProto(a store.Allotment) *seatledgerv1.Allotment {
+	out := &seatledgerv1.Allotment{
+		Name:          "allotments/" + a.ID,
+		Id:            a.ID,
+		SkuId:         a.SKUID,
+		SkuPartNumber: a.SKUPartNumber,
+		AllottedUnits: a.AllottedUnits,
+		ConsumedUnits: a.ConsumedUnits,
+		// Graph can report more consumed than allotted (over-assignment
+		// during a capacity cut); no seat is free then.
+		AvailableUnits: max(a.AllottedUnits-a.ConsumedUnits, 0),
+		AssignableTo:   assigneeTypesToProto(a.AssignableTo),
+		ObserveTime:    timeToProto(a.ObservedAt),
+	}
+	for _, sv := range a.Services {
+		out.Services = append(out.Services, &seatledgerv1.Service{
+			PlanId:       sv.PlanID,
+			PlanName:     sv.PlanName,
+			AssignableTo: assigneeTypesToProto(sv.AssignableTo),
+		})
+	}
+	for _, sub := range a.Subscriptions {
+		out.Subscriptions = append(out.Subscriptions, &seatledgerv1.Subscription{
+			SubscriptionId:    sub.SubscriptionID,
+			State:             subscriptionStateToProto(sub.State),
+			StartDate:         sub.StartDate,
+			NextLifecycleDate: sub.NextLifecycleDate,
+			Tags:              subscriptionTagsToProto(sub.Tags),
+		})
+	}
+	return out
+}
+
+// assigneeTypesToProto maps Graph's assigneeTypes flags. "none" and values
+// this version does not know are left out rather than guessed.
+func assigneeTypesToProto(types []string) []seatledgerv1.AssigneeType {
+	var out []seatledgerv1.AssigneeType
+	for _, t := range types {
+		var v seatledgerv1.AssigneeType
+		switch t {
+		case "user":
+			v = seatledgerv1.AssigneeType_ASSIGNEE_TYPE_USER
+		case "group":
+			v = seatledgerv1.AssigneeType_ASSIGNEE_TYPE_GROUP
+		case "device":
+			v = seatledgerv1.AssigneeType_ASSIGNEE_TYPE_DEVICE
+		default:
+			continue
+		}
+		if !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func subscriptionStateToProto(s string) seatledgerv1.SubscriptionState {
+	switch s {
+	case "active":
+		return seatledgerv1.SubscriptionState_SUBSCRIPTION_STATE_ACTIVE
+	case "warning":
+		return seatledgerv1.SubscriptionState_SUBSCRIPTION_STATE_WARNING
+	case "suspended":
+		return seatledgerv1.SubscriptionState_SUBSCRIPTION_STATE_SUSPENDED
+	case "lockedOut":
+		return seatledgerv1.SubscriptionState_SUBSCRIPTION_STATE_LOCKED_OUT
+	case "deleted":
+		return seatledgerv1.SubscriptionState_SUBSCRIPTION_STATE_DELETED
+	}
+	return seatledgerv1.SubscriptionState_SUBSCRIPTION_STATE_UNSPECIFIED
+}
+
+func subscriptionTagsToProto(tags []string) []seatledgerv1.SubscriptionTag {
+	var out []seatledgerv1.SubscriptionTag
+	for _, t := range tags {
+		if t == "trial" {
+			out = append(out, seatledgerv1.SubscriptionTag_SUBSCRIPTION_TAG_TRIAL)
+		}
+	}
+	return out
+}
+
+var syncOutcomes = map[string]seatledgerv1.SyncOutcome{
+	"running":   seatledgerv1.SyncOutcome_SYNC_OUTCOME_RUNNING,
+	"succeeded": seatledgerv1.SyncOutcome_SYNC_OUTCOME_SUCCEEDED,
+	"failed":    seatledgerv1.SyncOutcome_SYNC_OUTCOME_FAILED,
+	"held":      seatledgerv1.SyncOutcome_SYNC_OUTCOME_HELD,
+}
+
+func syncRunToProto(r store.SyncRun) *seatledgerv1.SyncRun {
+	out := &seatledgerv1.SyncRun{
+		Name:               "sync/runs/" + strconv.FormatInt(r.ID, 10),
+		Id:                 r.ID,
+		StartTime:          timeToProto(r.StartedAt),
+		EndTime:            timeToProto(r.FinishedAt),
+		Outcome:            syncOutcomes[r.Outcome],
+		Error:              r.Error,
+		GraphRequests:      r.GraphRequests,
+		ThrottledResponses: r.Throttled,
+		BytesReceived:      r.BytesReceived,
+	}
+	entities := make([]string, 0, len(r.Counts))
+	for e := range r.Counts {
+		entities = append(entities, e)
+	}
+	slices.Sort(entities) // stable output for callers and goldens
+	for _, e := range entities {
+		c := r.Counts[e]
+		out.EntityCounts = append(out.EntityCounts, &seatledgerv1.EntityCounts{
+			Entity: e, Added: c.Added, Changed: c.Changed, Removed: c.Removed, Unchanged: c.Unchanged,
+		})
+	}
+	return out
+}
+
+func timeToProto(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
