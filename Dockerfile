@@ -14,8 +14,11 @@ FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin seatledger
+ && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin seatledger \
+ && install -d -o seatledger /sim
 COPY --from=build /out/server /out/graphsim /usr/local/bin/
+# /sim is where graphsim writes its CA in docker-compose.yml; a new named
+# volume takes this directory's owner, so the unprivileged user can write.
 USER seatledger
 # Inside a container the loopback defaults would be unreachable.
 ENV SEATLEDGER_GRPC_ADDR=0.0.0.0:9090 \

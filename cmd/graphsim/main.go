@@ -4,7 +4,7 @@
 //
 // Usage:
 //
-//	graphsim [-addr 127.0.0.1:8443] [-page-size N]
+//	graphsim [-addr 127.0.0.1:8443] [-page-size N] [-hostname NAME] [-ca-file PATH]
 //
 // When it is ready it prints exactly one JSON line on stdout, with the keys
 // graph_url, authority_url, tenant_id, client_id, client_secret and ca_file
@@ -56,6 +56,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:8443", "address to serve HTTPS on (port 0 picks a free one)")
 	pageSize := fs.Int("page-size", 0, "page size of collections when a request has no $top (0 means 100, at most 999)")
+	hostname := fs.String("hostname", "", "extra DNS name for the certificate, also used in the printed URLs (e.g. graphsim in a container network)")
+	caFile := fs.String("ca-file", "", "write the CA's PEM file here instead of a temporary directory (removed on exit)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -64,7 +66,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 
-	sim, err := graphsim.New(graphsim.Options{PageSize: *pageSize, Logger: log})
+	opts := graphsim.Options{PageSize: *pageSize, Logger: log, CAFile: *caFile}
+	if *hostname != "" {
+		opts.Hostnames = []string{*hostname}
+	}
+	sim, err := graphsim.New(opts)
 	if err != nil {
 		return err
 	}

@@ -4,9 +4,12 @@ import (
 	"flag"
 	"io"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/seatledger/seatledger/internal/graphsim"
 )
 
 func env(m map[string]string) func(string) string {
@@ -134,4 +137,37 @@ func TestREADMEListsEveryFlag(t *testing.T) {
 			t.Errorf("README.md does not name %s", v)
 		}
 	})
+}
+
+// TestDockerCompose keeps docker-compose.yml true: the server's settings
+// there are real environment variables of the server, and the simulator
+// credentials it passes are those of graphsim's demo app and tenant.
+func TestDockerCompose(t *testing.T) {
+	t.Parallel()
+	compose, err := os.ReadFile("../../docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := map[string]bool{}
+	var c config
+	newFlagSet(&c, "/data", io.Discard).VisitAll(func(f *flag.Flag) { known[envName(f.Name)] = true })
+	setting := regexp.MustCompile(`(?m)^      ([A-Z][A-Z0-9_]+): (\S+)`)
+	got := map[string]string{}
+	for _, m := range setting.FindAllStringSubmatch(string(compose), -1) {
+		got[m[1]] = m[2]
+		if !strings.HasPrefix(m[1], "POSTGRES_") && !known[m[1]] {
+			t.Errorf("docker-compose.yml sets %s, which the server does not read", m[1])
+		}
+	}
+	demo := graphsim.DemoApp()
+	tenant := graphsim.DemoTenant()
+	for name, want := range map[string]string{
+		"AZURE_CLIENT_ID":     demo.ClientID,
+		"AZURE_CLIENT_SECRET": demo.ClientSecret,
+		"AZURE_TENANT_ID":     tenant.ID,
+	} {
+		if got[name] != want {
+			t.Errorf("docker-compose.yml: %s = %q, want graphsim's demo value %q", name, got[name], want)
+		}
+	}
 }

@@ -113,7 +113,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 
 	// Graph: the configured tenant, else the built-in simulator.
-	gc, closeGraph, err := newGraphClient(cfg.Graph, log)
+	gc, closeGraph, err := newGraphClient(cfg.Graph, cfg.LogLevel, log)
 	if err != nil {
 		return err
 	}
@@ -190,7 +190,7 @@ func migrate(ctx context.Context, st *store.Store, verb string, out io.Writer, l
 // built-in simulator on a loopback port and authenticates against the
 // simulator's own authority, through the same azidentity path a real
 // tenant uses.
-func newGraphClient(cfg graphConfig, log *slog.Logger) (*graph.Client, func(), error) {
+func newGraphClient(cfg graphConfig, level slog.Level, log *slog.Logger) (*graph.Client, func(), error) {
 	opts := graph.Options{BaseURL: cfg.URL, PageSize: cfg.PageSize, Logger: log.With("component", "graph")}
 	credCfg := graph.CredentialConfig{
 		TenantID:        cfg.TenantID,
@@ -202,7 +202,12 @@ func newGraphClient(cfg graphConfig, log *slog.Logger) (*graph.Client, func(), e
 	var extraCAs []byte
 	closeFn := func() {}
 	if cfg.simulated() {
-		sim, err := graphsim.New(graphsim.Options{Logger: log.With("component", "graphsim")})
+		// The simulator logs every request; that is noise unless debugging.
+		var simLog *slog.Logger
+		if level <= slog.LevelDebug {
+			simLog = log.With("component", "graphsim")
+		}
+		sim, err := graphsim.New(graphsim.Options{Logger: simLog})
 		if err != nil {
 			return nil, nil, fmt.Errorf("graph simulator: %w", err)
 		}

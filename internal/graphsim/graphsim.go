@@ -19,6 +19,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -43,6 +44,14 @@ type Options struct {
 	// Clock is the simulator's time (token lifetimes, error dates); nil
 	// means time.Now.
 	Clock func() time.Time
+	// Hostnames are extra DNS names the server certificate is valid for;
+	// the first also replaces the IP address in the URLs Start returns.
+	// A container network, where clients reach the simulator as
+	// "graphsim", needs one.
+	Hostnames []string
+	// CAFile is where Start writes the CA's PEM file; empty means a new
+	// temporary directory. Close removes the file either way.
+	CAFile string
 }
 
 // Info is what a client needs to reach a started simulator.
@@ -59,14 +68,16 @@ type Info struct {
 // Server is a simulated Graph tenant. Its methods are safe for concurrent
 // use.
 type Server struct {
-	log      *slog.Logger
-	now      func() time.Time
-	pageSize int
-	key      *rsa.PrivateKey
-	kid      string
-	tenantID string
-	apps     []App
-	handler  http.Handler
+	log       *slog.Logger
+	now       func() time.Time
+	pageSize  int
+	hostnames []string
+	caFile    string
+	key       *rsa.PrivateKey
+	kid       string
+	tenantID  string
+	apps      []App
+	handler   http.Handler
 
 	mu         sync.Mutex // guards allotments
 	allotments map[string]*AllotmentState
@@ -74,7 +85,8 @@ type Server struct {
 	startMu sync.Mutex // guards the fields below
 	srv     *http.Server
 	served  chan struct{} // closed when the serving goroutine returns
-	caDir   string
+	caDir   string        // temporary directory of the CA file, "" when Options.CAFile named it
+	caPath  string
 	closed  bool
 }
 
@@ -104,6 +116,8 @@ func New(opts Options) (*Server, error) {
 		log:        opts.Logger,
 		now:        opts.Clock,
 		pageSize:   opts.PageSize,
+		hostnames:  opts.Hostnames,
+		caFile:     opts.CAFile,
 		key:        key,
 		kid:        keyID(&key.PublicKey),
 		tenantID:   t.ID,
@@ -150,20 +164,27 @@ func (s *Server) Start(addr string) (Info, error) {
 	if tcp.IP.IsUnspecified() {
 		host = "127.0.0.1"
 	}
-	caPEM, cert, err := newCertificates([]net.IP{tcp.IP})
+	if len(s.hostnames) > 0 {
+		host = s.hostnames[0]
+	}
+	caPEM, cert, err := newCertificates([]net.IP{tcp.IP}, s.hostnames)
 	if err != nil {
 		ln.Close()
 		return Info{}, err
 	}
-	dir, err := os.MkdirTemp("", "graphsim-")
-	if err != nil {
-		ln.Close()
-		return Info{}, fmt.Errorf("create ca directory: %w", err)
+	caFile, dir := s.caFile, ""
+	if caFile == "" {
+		if dir, err = os.MkdirTemp("", "graphsim-"); err != nil {
+			ln.Close()
+			return Info{}, fmt.Errorf("create ca directory: %w", err)
+		}
+		caFile = filepath.Join(dir, "ca.pem")
 	}
-	caFile := filepath.Join(dir, "ca.pem")
 	if err := os.WriteFile(caFile, caPEM, 0o644); err != nil {
 		ln.Close()
-		os.RemoveAll(dir)
+		if dir != "" {
+			os.RemoveAll(dir)
+		}
 		return Info{}, fmt.Errorf("write ca file: %w", err)
 	}
 	s.srv = &http.Server{
@@ -176,6 +197,7 @@ func (s *Server) Start(addr string) (Info, error) {
 	}
 	s.served = make(chan struct{})
 	s.caDir = dir
+	s.caPath = caFile
 	go func(srv *http.Server, done chan struct{}) {
 		defer close(done)
 		if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
@@ -216,8 +238,13 @@ func (s *Server) Close() error {
 		errs = append(errs, fmt.Errorf("shut down: %w", err), s.srv.Close())
 	}
 	<-s.served
-	if err := os.RemoveAll(s.caDir); err != nil {
-		errs = append(errs, fmt.Errorf("remove ca directory: %w", err))
+	if err := os.Remove(s.caPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("remove ca file: %w", err))
+	}
+	if s.caDir != "" {
+		if err := os.RemoveAll(s.caDir); err != nil {
+			errs = append(errs, fmt.Errorf("remove ca directory: %w", err))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -15,9 +15,9 @@ import (
 )
 
 // newCertificates makes a throwaway CA and a server certificate it signs
-// for localhost, 127.0.0.1, ::1 and the extra IPs given. They use the real
+// for localhost, 127.0.0.1, ::1 and the extra IPs and host names given. They use the real
 // clock (not Options.Clock): TLS clients check them against theirs.
-func newCertificates(extraIPs []net.IP) (caPEM []byte, leaf tls.Certificate, err error) {
+func newCertificates(extraIPs []net.IP, extraNames []string) (caPEM []byte, leaf tls.Certificate, err error) {
 	now := time.Now()
 	caSerial, leafSerial, err := serialNumbers()
 	if err != nil {
@@ -63,7 +63,7 @@ func newCertificates(extraIPs []net.IP) (caPEM []byte, leaf tls.Certificate, err
 		NotAfter:     now.Add(365 * 24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     []string{"localhost"},
+		DNSNames:     append([]string{"localhost"}, extraNames...),
 		IPAddresses:  ips,
 	}
 	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, caCert, &leafKey.PublicKey, caKey)
