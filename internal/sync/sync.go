@@ -46,6 +46,8 @@ type Syncer struct {
 	running chan struct{} // capacity 1: held while a run is in progress
 	trigger chan struct{} // capacity 1: pending requests coalesce
 	synced  chan struct{} // closed after this process's first successful run
+
+	afterRun func(store.SyncRun, error) // for tests: called at the end of every RunOnce
 }
 
 // New returns a Syncer that reads from gc and writes to st.
@@ -129,7 +131,10 @@ func (s *Syncer) Run(ctx context.Context) error {
 // then applies the snapshot to the store in one transaction together with
 // the run's sync_runs record. On failure nothing but a failed sync_runs
 // record is written, and the error is returned.
-func (s *Syncer) RunOnce(ctx context.Context) (store.SyncRun, error) {
+func (s *Syncer) RunOnce(ctx context.Context) (run store.SyncRun, err error) {
+	if s.afterRun != nil {
+		defer func() { s.afterRun(run, err) }()
+	}
 	select {
 	case s.running <- struct{}{}:
 	case <-ctx.Done():
@@ -137,7 +142,7 @@ func (s *Syncer) RunOnce(ctx context.Context) (store.SyncRun, error) {
 	}
 	defer func() { <-s.running }()
 
-	run := store.SyncRun{StartedAt: s.now(), Outcome: "running"}
+	run = store.SyncRun{StartedAt: s.now(), Outcome: store.OutcomeRunning}
 	before := s.graph.Stats()
 	s.log.Info("sync started")
 
@@ -184,7 +189,7 @@ func (s *Syncer) readAllotments(ctx context.Context) ([]store.Allotment, error) 
 // fail records a failed run and returns err. The record is written even
 // when ctx was cancelled (shutdown), so that every run leaves a trace.
 func (s *Syncer) fail(ctx context.Context, run store.SyncRun, err error) (store.SyncRun, error) {
-	run.Outcome = "failed"
+	run.Outcome = store.OutcomeFailed
 	run.Error = err.Error()
 	if errors.Is(err, context.Canceled) {
 		run.Error = "canceled: " + run.Error
