@@ -63,6 +63,10 @@ type Info struct {
 	ClientSecret string
 	CAFile       string // PEM file of the CA that signed the server certificate; removed by Close
 	CAPEM        []byte // the same CA, in memory
+	// IssuerURL is the OpenID Connect issuer of tokens for other APIs
+	// (MintCallerToken): its discovery document is at
+	// IssuerURL + "/.well-known/openid-configuration".
+	IssuerURL string
 }
 
 // Server is a simulated Graph tenant. Its methods are safe for concurrent
@@ -82,12 +86,13 @@ type Server struct {
 	mu         sync.Mutex // guards allotments
 	allotments map[string]*AllotmentState
 
-	startMu sync.Mutex // guards the fields below
-	srv     *http.Server
-	served  chan struct{} // closed when the serving goroutine returns
-	caDir   string        // temporary directory of the CA file, "" when Options.CAFile named it
-	caPath  string
-	closed  bool
+	startMu   sync.Mutex // guards the fields below
+	srv       *http.Server
+	served    chan struct{} // closed when the serving goroutine returns
+	caDir     string        // temporary directory of the CA file, "" when Options.CAFile named it
+	caPath    string
+	issuerURL string // set by Start: the v2.0 issuer of caller tokens
+	closed    bool
 }
 
 const defaultPageSize = 100
@@ -206,6 +211,7 @@ func (s *Server) Start(addr string) (Info, error) {
 	}(s.srv, s.served)
 
 	base := "https://" + net.JoinHostPort(host, strconv.Itoa(tcp.Port))
+	s.issuerURL = base + "/" + s.tenantID + "/v2.0"
 	app := s.apps[0]
 	return Info{
 		GraphURL:     base + graphBase,
@@ -215,6 +221,7 @@ func (s *Server) Start(addr string) (Info, error) {
 		ClientSecret: app.ClientSecret,
 		CAFile:       caFile,
 		CAPEM:        caPEM,
+		IssuerURL:    base + "/" + s.tenantID + "/v2.0",
 	}, nil
 }
 

@@ -21,7 +21,9 @@ type claims struct {
 	Iat      int64    `json:"iat"`
 	Nbf      int64    `json:"nbf"`
 	Exp      int64    `json:"exp"`
-	AppID    string   `json:"appid"`
+	AppID    string   `json:"appid,omitempty"`
+	Azp      string   `json:"azp,omitempty"`  // v2.0 tokens: the calling app
+	Name     string   `json:"name,omitempty"` // a display name for the caller
 	AppIDAcr string   `json:"appidacr"`
 	IDType   string   `json:"idtyp"`
 	OID      string   `json:"oid"`
