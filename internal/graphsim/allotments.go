@@ -209,8 +209,8 @@ func (s *Server) listAllotments(w http.ResponseWriter, r *http.Request, now time
 func (s *Server) allotmentPage(after string, top int, skus map[string]bool, sel []string) (page []wireAllotment, lastID string, more bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ids := make([]string, 0, len(s.allotments))
-	for id, a := range s.allotments {
+	ids := make([]string, 0, len(s.st.allotments))
+	for id, a := range s.st.allotments {
 		if id > after && (skus == nil || skus[strings.ToLower(a.SKUID)]) {
 			ids = append(ids, id)
 		}
@@ -221,7 +221,7 @@ func (s *Server) allotmentPage(after string, top int, skus map[string]bool, sel 
 	}
 	page = make([]wireAllotment, 0, len(ids))
 	for _, id := range ids {
-		page = append(page, toWire(s.allotments[id], sel))
+		page = append(page, toWire(s.st.allotments[id], sel))
 	}
 	if len(ids) > 0 {
 		lastID = ids[len(ids)-1]
@@ -243,7 +243,7 @@ func (s *Server) getAllotment(w http.ResponseWriter, r *http.Request, now time.T
 		return
 	}
 	s.mu.Lock()
-	a, found := s.allotments[id]
+	a, found := s.st.allotments[id]
 	var wa wireAllotment
 	if found {
 		wa = toWire(a, sel)

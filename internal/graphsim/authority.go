@@ -203,7 +203,7 @@ func checkScope(scope string) (code string, aadsts int, msg string) {
 // writeAADError answers in the shape Entra's token endpoint uses, with the
 // description prefixed by its AADSTS code and followed by the trace data.
 func writeAADError(w http.ResponseWriter, r *http.Request, s *Server, status int, code string, aadsts int, msg string) {
-	now := s.now().UTC()
+	now := s.Now().UTC()
 	traceID := w.Header().Get("request-id")
 	corr := w.Header().Get("client-request-id")
 	w.Header().Set("x-ms-request-id", traceID)

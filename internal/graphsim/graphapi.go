@@ -65,7 +65,7 @@ func writeGraphError(w http.ResponseWriter, _ *http.Request, now time.Time, stat
 // serveGraph authenticates the request, then routes path (what follows
 // /beta) to an endpoint, checking the endpoint's permissions.
 func (s *Server) serveGraph(w http.ResponseWriter, r *http.Request, path string) {
-	now := s.now()
+	now := s.Now()
 	c, problem := s.authenticate(r, now)
 	if problem != "" {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="", authorization_uri="`+authorityBase(r)+"/"+s.tenantID+`/oauth2/authorize", client_id="`+graphAppID+`"`)

@@ -29,6 +29,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -52,6 +53,11 @@ type Options struct {
 	// CAFile is where Start writes the CA's PEM file; empty means a new
 	// temporary directory. Close removes the file either way.
 	CAFile string
+	// Latency is added to every Graph request (not the authority's, not
+	// /_sim/), e.g. 50ms to make benchmarks feel a network.
+	Latency time.Duration
+	// Faults are the fault rules in force from the start (see SetFaults).
+	Faults []FaultRule
 }
 
 // Info is what a client needs to reach a started simulator.
@@ -83,8 +89,13 @@ type Server struct {
 	apps      []App
 	handler   http.Handler
 
-	mu         sync.Mutex // guards allotments
-	allotments map[string]*AllotmentState
+	latency time.Duration
+	offset  atomic.Int64 // nanoseconds AdvanceClock added to the clock
+	faults  *faultSet
+
+	mu    sync.Mutex // guards st and idSeq
+	st    *store
+	idSeq uint64
 
 	startMu   sync.Mutex // guards the fields below
 	srv       *http.Server
@@ -118,16 +129,18 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("generate signing key: %w", err)
 	}
 	s := &Server{
-		log:        opts.Logger,
-		now:        opts.Clock,
-		pageSize:   opts.PageSize,
-		hostnames:  opts.Hostnames,
-		caFile:     opts.CAFile,
-		key:        key,
-		kid:        keyID(&key.PublicKey),
-		tenantID:   t.ID,
-		apps:       t.Apps,
-		allotments: map[string]*AllotmentState{},
+		log:       opts.Logger,
+		now:       opts.Clock,
+		pageSize:  opts.PageSize,
+		hostnames: opts.Hostnames,
+		caFile:    opts.CAFile,
+		latency:   opts.Latency,
+		key:       key,
+		kid:       keyID(&key.PublicKey),
+		tenantID:  t.ID,
+		apps:      t.Apps,
+		st:        newStore(),
+		faults:    &faultSet{},
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -138,8 +151,11 @@ func New(opts Options) (*Server, error) {
 	if s.pageSize == 0 {
 		s.pageSize = defaultPageSize
 	}
-	for _, a := range t.Allotments {
-		s.allotments[a.ID] = &a
+	if err := s.load(t); err != nil {
+		return nil, fmt.Errorf("invalid tenant: %w", err)
+	}
+	if err := s.SetFaults(opts.Faults); err != nil {
+		return nil, err
 	}
 	s.handler = s.withRequestID(http.HandlerFunc(s.route))
 	return s, nil
@@ -256,17 +272,28 @@ func (s *Server) Close() error {
 	return errors.Join(errs...)
 }
 
-// Allotments returns a deep copy of the simulator's current allotments,
-// ordered by id (the order the list endpoint pages in).
-func (s *Server) Allotments() []AllotmentState {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]AllotmentState, 0, len(s.allotments))
-	for _, a := range s.allotments {
-		out = append(out, a.clone())
+// Now is the simulator's clock: Options.Clock (or the real time) plus
+// what AdvanceClock added.
+func (s *Server) Now() time.Time { return s.now().Add(time.Duration(s.offset.Load())) }
+
+// AdvanceClock moves the simulator's clock forward by d (a negative d is
+// refused) and returns the new time.
+func (s *Server) AdvanceClock(d time.Duration) (time.Time, error) {
+	if d < 0 {
+		return s.Now(), fmt.Errorf("advance clock by %v: must not be negative", d)
 	}
-	slices.SortFunc(out, func(a, b AllotmentState) int { return strings.Compare(a.ID, b.ID) })
-	return out
+	s.offset.Add(int64(d))
+	return s.Now(), nil
+}
+
+// newID returns a fresh GUID-shaped id, deterministic for a tenant and
+// the order of the changes made to it. The caller holds s.mu.
+func (s *Server) newID() string {
+	s.idSeq++
+	sum := sha256.Sum256([]byte("graphsim-id:" + s.tenantID + ":" + strconv.FormatUint(s.idSeq, 10)))
+	sum[6] = sum[6]&0x0f | 0x40
+	sum[8] = sum[8]&0x3f | 0x80
+	return formatGUID(sum[:16])
 }
 
 // MintToken returns a valid bearer token for the tenant's first app,
@@ -278,7 +305,7 @@ func (s *Server) MintToken(roles []string) (string, error) {
 
 // issue signs an access token for Microsoft Graph.
 func (s *Server) issue(clientID string, roles []string) (string, error) {
-	now := s.now()
+	now := s.Now()
 	c := claims{
 		Aud:      graphAudience,
 		Iss:      tokenIssuer(s.tenantID),
@@ -337,7 +364,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	writeGraphError(w, r, s.now(), http.StatusNotFound, "notFound", "", fmt.Sprintf("No route for %q.", p))
+	writeGraphError(w, r, s.Now(), http.StatusNotFound, "notFound", "", fmt.Sprintf("No route for %q.", p))
 }
 
 // withRequestID gives every response a fresh request-id and echoes the

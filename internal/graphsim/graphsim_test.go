@@ -101,7 +101,7 @@ func TestNew_FillsFromCatalogueAndCopies(t *testing.T) {
 	got := sim.Allotments()
 	got[0].Services[0].Name = "CHANGED" // and hands out copies
 	want := []graphsim.AllotmentState{{
-		ID: "a1", SKUID: skuA, SKUPartNumber: "SKU_A", AllottedUnits: 3, ConsumedUnits: 1,
+		ID: "a1", SKUID: skuA, SKUPartNumber: "SKU_A", AllottedUnits: 3, ConsumedUnits: 0, // derived: no assignments
 		Services:      []graphsim.Plan{{ID: "p1", Name: "PLAN_1", AssignableTo: []string{"user"}}},
 		Subscriptions: []graphsim.Subscription{{SubscriptionID: "s1", State: "active", StartDate: "2026-01-01", NextLifecycleDate: "2027-01-01"}},
 	}}
