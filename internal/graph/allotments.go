@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"iter"
-	"net/url"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -58,41 +56,11 @@ type AllotmentPage struct {
 // verbatim until the last page. The sequence stops after the first error,
 // which it yields with a zero Allotment.
 func (c *Client) Allotments(ctx context.Context) iter.Seq2[Allotment, error] {
-	return func(yield func(Allotment, error) bool) {
-		var q url.Values
-		if c.pageSize > 0 {
-			q = url.Values{"$top": {strconv.Itoa(c.pageSize)}}
-		}
-		next := c.resolve("/admin/cloudLicensing/allotments", q)
-		seen := map[string]bool{}
-		for next != "" {
-			if seen[next] {
-				yield(Allotment{}, fmt.Errorf("list allotments: next link %s repeats an earlier page", redact(next)))
-				return
-			}
-			seen[next] = true
-			body, err := c.get(ctx, next)
-			if err != nil {
-				yield(Allotment{}, fmt.Errorf("list allotments: %w", err))
-				return
-			}
-			page, err := DecodeAllotmentPage(body)
-			if err != nil {
-				yield(Allotment{}, fmt.Errorf("list allotments: %w", err))
-				return
-			}
-			for _, a := range page.Allotments {
-				if !yield(a, nil) {
-					return
-				}
-			}
-			if page.NextLink != "" && !c.sameOrigin(page.NextLink) {
-				yield(Allotment{}, fmt.Errorf("list allotments: next link %s leaves %s", redact(page.NextLink), c.base.Host))
-				return
-			}
-			next = page.NextLink
-		}
-	}
+	return list(c, ctx, "allotments", c.resolve("/admin/cloudLicensing/allotments", c.pageQuery(Query{})),
+		func(b []byte) ([]Allotment, string, error) {
+			p, err := DecodeAllotmentPage(b)
+			return p.Allotments, p.NextLink, err
+		})
 }
 
 // GetAllotment reads one allotment by id. An unknown id is an *Error with
@@ -101,7 +69,7 @@ func (c *Client) GetAllotment(ctx context.Context, id string) (Allotment, error)
 	if id == "" {
 		return Allotment{}, errors.New("get allotment: empty id")
 	}
-	body, err := c.get(ctx, c.resolve("/admin/cloudLicensing/allotments/"+url.PathEscape(id), nil))
+	body, err := c.get(ctx, c.pathURL(Query{}, "admin", "cloudLicensing", "allotments", id))
 	if err != nil {
 		return Allotment{}, fmt.Errorf("get allotment %q: %w", id, err)
 	}
@@ -115,43 +83,22 @@ func (c *Client) GetAllotment(ctx context.Context, id string) (Allotment, error)
 // DecodeAllotmentPage decodes a page of the allotments collection,
 // {"value":[…], "@odata.nextLink": …}.
 func DecodeAllotmentPage(data []byte) (AllotmentPage, error) {
-	var w struct {
-		Value    *[]json.RawMessage `json:"value"`
-		NextLink string             `json:"@odata.nextLink"`
+	items, next, _, err := decodePage(data, "allotment", decodeAllotmentObject)
+	if err != nil {
+		return AllotmentPage{}, err
 	}
-	if err := json.Unmarshal(data, &w); err != nil {
-		return AllotmentPage{}, fmt.Errorf("decode allotment page: %w", err)
-	}
-	if w.Value == nil {
-		return AllotmentPage{}, errors.New("decode allotment page: no value array")
-	}
-	page := AllotmentPage{NextLink: w.NextLink, Allotments: make([]Allotment, 0, len(*w.Value))}
-	for i, raw := range *w.Value {
-		a, err := decodeAllotmentObject(raw)
-		if err != nil {
-			return AllotmentPage{}, fmt.Errorf("decode allotment page: item %d: %w", i, err)
-		}
-		page.Allotments = append(page.Allotments, a)
-	}
-	return page, nil
+	return AllotmentPage{Allotments: items, NextLink: next}, nil
 }
 
 // DecodeAllotment decodes a single allotment, either at the top level (as
 // OData sends entities) or wrapped as {"value": {…}} (as most
 // documentation examples show it).
 func DecodeAllotment(data []byte) (Allotment, error) {
-	var probe map[string]json.RawMessage
-	if err := json.Unmarshal(data, &probe); err != nil {
+	entity, err := unwrapEntity(data)
+	if err != nil {
 		return Allotment{}, fmt.Errorf("decode allotment: %w", err)
 	}
-	// An allotment has no "value" property, so a "value" object with no
-	// "id" beside it can only be the wrapper.
-	if v, ok := probe["value"]; ok && probe["id"] == nil {
-		if t := bytes.TrimSpace(v); len(t) > 0 && t[0] == '{' {
-			data = t
-		}
-	}
-	a, err := decodeAllotmentObject(data)
+	a, err := decodeAllotmentObject(entity)
 	if err != nil {
 		return Allotment{}, fmt.Errorf("decode allotment: %w", err)
 	}

@@ -13,3 +13,12 @@ var Backoff = backoff
 
 // ParseRetryAfter exposes the Retry-After parser to the external tests.
 var ParseRetryAfter = parseRetryAfter
+
+// CreateBody exposes the create request body to the external tests.
+func CreateBody(c *Client, req CreateAssignment) ([]byte, error) { return c.createBody(req) }
+
+// UpdateBody exposes the PATCH body to the external tests.
+var UpdateBody = updateBody
+
+// UnwrapEntity exposes the single-entity unwrapping to the external tests.
+var UnwrapEntity = unwrapEntity

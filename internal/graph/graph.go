@@ -2,8 +2,19 @@
 // Licensing, shared by the sync loop and the write proxy. It authenticates
 // with any azcore.TokenCredential (NewCredential builds the usual ones),
 // pages collections as iterators that follow @odata.nextLink, retries
-// idempotent requests on throttling and transient failures, and turns every
-// non-2xx answer into an *Error.
+// idempotent requests on throttling and transient failures, never repeats a
+// create blindly (OutcomeUnknown tells the caller to read back), and turns
+// every non-2xx answer into an *Error.
+//
+// Retry policy: GET, PATCH and DELETE are treated as idempotent. PATCH is,
+// because every PATCH this client sends replaces the whole
+// disabledServicePlanIds list; DELETE is, because a DELETE retried after an
+// attempt whose outcome is unknown treats 404 as "already deleted". They are
+// retried on 429 (after Retry-After, capped), 503, 504, 409
+// Directory_ConcurrencyViolation, transport failures and 2xx bodies that are
+// not valid JSON, with jittered exponential backoff when Graph gives no
+// Retry-After. POST is retried only when Graph certainly did not act on it:
+// a 429, or a connection that was never established.
 //
 // Its wire types are its own: it must not import internal/graphsim (nor the
 // reverse), so that the client and the simulator are each checked against
@@ -11,15 +22,21 @@
 package graph
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"log/slog"
+	"math"
 	mrand "math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -51,13 +68,22 @@ type Options struct {
 	MaxRetries int
 	// Timeout bounds each HTTP attempt, body included; 0 means 60s.
 	Timeout time.Duration
+	// MaxConcurrent bounds the HTTP requests in flight at once across the
+	// client (waits between retries do not count); 0 means 8.
+	MaxConcurrent int
 }
 
 // Stats are cumulative counters of a Client's traffic.
 type Stats struct {
 	Requests      int64 // HTTP attempts sent, retries included
-	Throttled     int64 // answers with status 429
+	Throttled     int64 // answers with status 429 (batch sub-responses included)
+	Retries       int64 // attempts that repeated a failed one
 	BytesReceived int64 // response body bytes read
+	BytesSent     int64 // request body bytes sent
+	// ThrottleLimitPercentage is the last x-ms-throttle-limit-percentage
+	// Graph sent (how close the app is to being throttled; Graph sends it
+	// above 80); 0 when it never did.
+	ThrottleLimitPercentage float64
 }
 
 // Client calls Microsoft Graph. It is safe for concurrent use.
@@ -70,21 +96,24 @@ type Client struct {
 	pageSize   int
 	maxRetries int
 	timeout    time.Duration
+	sem        chan struct{} // one token per request in flight
 
 	// Retry timing; fields so that tests can shorten them.
 	backoffBase   time.Duration
 	backoffMax    time.Duration
 	maxRetryAfter time.Duration
 
-	requests, throttled, bytesReceived atomic.Int64
+	requests, throttled, retries, bytesReceived, bytesSent atomic.Int64
+	throttlePct                                            atomic.Uint64 // math.Float64bits
 }
 
 const (
-	defaultBaseURL    = "https://graph.microsoft.com/beta"
-	defaultScope      = "https://graph.microsoft.com/.default"
-	defaultMaxRetries = 4
-	defaultTimeout    = 60 * time.Second
-	maxBody           = 64 << 20
+	defaultBaseURL       = "https://graph.microsoft.com/beta"
+	defaultScope         = "https://graph.microsoft.com/.default"
+	defaultMaxRetries    = 4
+	defaultTimeout       = 60 * time.Second
+	defaultMaxConcurrent = 8
+	maxBody              = 64 << 20
 )
 
 // New returns a client that authenticates with cred. It fails when cred is
@@ -103,6 +132,12 @@ func New(cred azcore.TokenCredential, opts Options) (*Client, error) {
 	if opts.PageSize < 0 || opts.PageSize > 999 {
 		return nil, fmt.Errorf("graph: page size %d is outside 0..999", opts.PageSize)
 	}
+	if opts.MaxConcurrent < 0 {
+		return nil, fmt.Errorf("graph: MaxConcurrent %d is negative", opts.MaxConcurrent)
+	}
+	if opts.MaxConcurrent == 0 {
+		opts.MaxConcurrent = defaultMaxConcurrent
+	}
 	c := &Client{
 		cred:          cred,
 		base:          base,
@@ -112,6 +147,7 @@ func New(cred azcore.TokenCredential, opts Options) (*Client, error) {
 		pageSize:      opts.PageSize,
 		maxRetries:    opts.MaxRetries,
 		timeout:       opts.Timeout,
+		sem:           make(chan struct{}, opts.MaxConcurrent),
 		backoffBase:   500 * time.Millisecond,
 		backoffMax:    30 * time.Second,
 		maxRetryAfter: time.Minute,
@@ -139,17 +175,38 @@ func New(cred azcore.TokenCredential, opts Options) (*Client, error) {
 
 // Stats returns the counters accumulated since New.
 func (c *Client) Stats() Stats {
-	return Stats{Requests: c.requests.Load(), Throttled: c.throttled.Load(), BytesReceived: c.bytesReceived.Load()}
+	return Stats{
+		Requests:                c.requests.Load(),
+		Throttled:               c.throttled.Load(),
+		Retries:                 c.retries.Load(),
+		BytesReceived:           c.bytesReceived.Load(),
+		BytesSent:               c.bytesSent.Load(),
+		ThrottleLimitPercentage: math.Float64frombits(c.throttlePct.Load()),
+	}
 }
 
-// resolve returns the absolute URL of path (relative to the base URL).
-func (c *Client) resolve(path string, query url.Values) string {
+// resolve returns the absolute URL of path (relative to the base URL) with
+// the query q (already encoded, "" for none).
+func (c *Client) resolve(path string, q Query) string {
 	u := *c.base
 	u.Path = strings.TrimSuffix(u.Path, "/") + path
 	u.RawPath = ""
-	if len(query) > 0 {
-		u.RawQuery = query.Encode()
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// pathURL is resolve for a path built from segments, each escaped, e.g.
+// pathURL(q, "users", id, "cloudLicensing", "assignments").
+func (c *Client) pathURL(q Query, segs ...string) string {
+	u := *c.base
+	var raw strings.Builder
+	raw.WriteString(strings.TrimSuffix(u.EscapedPath(), "/"))
+	for _, s := range segs {
+		raw.WriteString("/" + url.PathEscape(s))
 	}
+	u.RawPath = raw.String()
+	u.Path, _ = url.PathUnescape(u.RawPath)
+	u.RawQuery = q.Encode()
 	return u.String()
 }
 
@@ -160,30 +217,58 @@ func (c *Client) sameOrigin(link string) bool {
 	return err == nil && strings.EqualFold(u.Scheme, c.base.Scheme) && strings.EqualFold(u.Host, c.base.Host)
 }
 
-// get sends GET rawURL and returns the body of a 2xx answer. GET is
-// idempotent, so 429 (after Retry-After), 503, 504 and transport failures
-// are retried up to MaxRetries times; any other non-2xx is an *Error at
-// once.
+// get sends GET rawURL and returns the body of a 2xx answer.
 func (c *Client) get(ctx context.Context, rawURL string) ([]byte, error) {
+	body, _, err := c.do(ctx, http.MethodGet, rawURL, nil, true)
+	return body, err
+}
+
+// do sends one logical request, retrying as the package comment says, and
+// returns the body and status of the 2xx answer. reqBody, when not nil, is
+// sent as JSON. idempotent says whether repeating the request is harmless
+// (true for GET, PATCH, DELETE, and POSTs such as a batch of reads).
+// Errors are *Error for non-2xx answers; for a request that is not
+// idempotent and whose effect is unknown they satisfy OutcomeUnknown.
+func (c *Client) do(ctx context.Context, method, rawURL string, reqBody []byte, idempotent bool) ([]byte, int, error) {
+	unknownBefore := false // an earlier attempt may have reached Graph and acted
 	for attempt := 0; ; attempt++ {
-		body, retryAfter, err := c.try(ctx, http.MethodGet, rawURL)
+		body, status, retryAfter, err := c.try(ctx, method, rawURL, reqBody)
 		if err == nil {
-			return body, nil
+			return body, status, nil
 		}
+		var gerr *Error
+		if method == http.MethodDelete && unknownBefore && errors.As(err, &gerr) && gerr.Status == http.StatusNotFound {
+			// The earlier attempt deleted it; its answer was lost.
+			c.log.InfoContext(ctx, "graph delete retried after an unknown outcome found nothing to delete", "path", pathOf(rawURL))
+			return nil, http.StatusNoContent, nil
+		}
+		unknownBefore = unknownBefore || mayHaveActed(err)
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("get %s: %w", redact(rawURL), ctx.Err())
+			err = fmt.Errorf("%s %s: %w (last attempt: %w)", method, redact(rawURL), ctx.Err(), err)
+			if !idempotent && unknownBefore {
+				return nil, 0, &unknownOutcomeError{err}
+			}
+			return nil, 0, err
 		}
-		wait, retry := c.retryPolicy(attempt, err, retryAfter)
+		wait, retry := c.retryPolicy(attempt, err, retryAfter, idempotent)
 		if !retry {
-			return nil, err
+			if !idempotent && unknownBefore {
+				return nil, 0, &unknownOutcomeError{err}
+			}
+			return nil, 0, err
 		}
-		c.log.WarnContext(ctx, "graph request failed; retrying", "method", http.MethodGet, "path", pathOf(rawURL),
+		c.retries.Add(1)
+		c.log.WarnContext(ctx, "graph request failed; retrying", "method", method, "path", pathOf(rawURL),
 			"attempt", attempt+1, "wait", wait, "err", err)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, fmt.Errorf("get %s: %w (while waiting to retry after: %w)", redact(rawURL), ctx.Err(), err)
+			err = fmt.Errorf("%s %s: %w (while waiting to retry after: %w)", method, redact(rawURL), ctx.Err(), err)
+			if !idempotent && unknownBefore {
+				return nil, 0, &unknownOutcomeError{err}
+			}
+			return nil, 0, err
 		case <-t.C:
 		}
 	}
@@ -193,15 +278,20 @@ func (c *Client) get(ctx context.Context, rawURL string) ([]byte, error) {
 // based) and how long to wait first: Retry-After when Graph sent one (429
 // waits longer than maxRetryAfter are returned to the caller instead, so
 // that a long pause is scheduled by the caller rather than inside a
-// request), else exponential backoff with jitter.
-func (c *Client) retryPolicy(attempt int, err error, retryAfter time.Duration) (time.Duration, bool) {
+// request), else exponential backoff with jitter. Requests that are not
+// idempotent are retried only when Graph certainly did not act.
+func (c *Client) retryPolicy(attempt int, err error, retryAfter time.Duration, idempotent bool) (time.Duration, bool) {
 	if attempt >= c.maxRetries {
 		return 0, false
 	}
 	var gerr *Error
 	if errors.As(err, &gerr) {
-		switch gerr.Status {
-		case http.StatusTooManyRequests, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		switch {
+		case gerr.Status == http.StatusTooManyRequests:
+		case !idempotent:
+			return 0, false
+		case gerr.Status == http.StatusServiceUnavailable, gerr.Status == http.StatusGatewayTimeout:
+		case gerr.Status == http.StatusConflict && strings.EqualFold(gerr.Code, "Directory_ConcurrencyViolation"):
 		default:
 			return 0, false
 		}
@@ -211,7 +301,7 @@ func (c *Client) retryPolicy(attempt int, err error, retryAfter time.Duration) (
 			}
 			return retryAfter, true
 		}
-	} else if !isTransient(err) {
+	} else if !isTransient(err) || (!idempotent && mayHaveActed(err)) {
 		return 0, false
 	}
 	return backoff(attempt, c.backoffBase, c.backoffMax, mrand.Float64()), true
@@ -228,8 +318,13 @@ func backoff(n int, base, ceiling time.Duration, jitter float64) time.Duration {
 	return time.Duration(float64(d) * (0.5 + jitter/2))
 }
 
-// transportError marks failures to get an HTTP answer at all.
-type transportError struct{ err error }
+// transportError marks failures to get a complete, well-formed HTTP answer:
+// no connection, a reset, a timeout, a truncated body, or a 2xx body that
+// is not JSON. notSent says the request certainly never reached Graph.
+type transportError struct {
+	err     error
+	notSent bool
+}
 
 func (e *transportError) Error() string { return e.err.Error() }
 func (e *transportError) Unwrap() error { return e.err }
@@ -239,50 +334,158 @@ func isTransient(err error) bool {
 	return errors.As(err, &te)
 }
 
-// try makes one attempt: token, request, body. It returns the body of a
-// 2xx answer, or an error (an *Error for non-2xx answers, a
-// *transportError when no answer came) and the Retry-After of the answer.
-func (c *Client) try(ctx context.Context, method, rawURL string) ([]byte, time.Duration, error) {
+// mayHaveActed reports whether Graph may have carried out the request that
+// failed with err: it got the request (or may have) and its answer was lost
+// or says the server failed.
+func mayHaveActed(err error) bool {
+	var te *transportError
+	if errors.As(err, &te) {
+		return !te.notSent
+	}
+	var gerr *Error
+	return errors.As(err, &gerr) && gerr.Status >= 500
+}
+
+// unknownOutcomeError wraps the failure of a request that was not
+// idempotent and may have taken effect.
+type unknownOutcomeError struct{ err error }
+
+func (e *unknownOutcomeError) Error() string {
+	return e.err.Error() + " (outcome unknown: read back before retrying)"
+}
+func (e *unknownOutcomeError) Unwrap() error { return e.err }
+
+// OutcomeUnknown reports whether err comes from a write that was not
+// retried and may nevertheless have taken effect (a timeout, a reset, a 5xx,
+// or a success whose answer could not be read). The caller must read the
+// state back before deciding to repeat it.
+func OutcomeUnknown(err error) bool {
+	var u *unknownOutcomeError
+	return errors.As(err, &u)
+}
+
+// isDialError reports whether err happened while connecting, before any
+// byte of the request was written.
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// try makes one attempt: token, request, body. It returns the body and
+// status of a 2xx answer, or an error (an *Error for non-2xx answers, a
+// *transportError when no usable answer came) and the Retry-After of the
+// answer.
+func (c *Client) try(ctx context.Context, method, rawURL string, reqBody []byte) ([]byte, int, time.Duration, error) {
 	tok, err := c.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{c.scope}})
 	if err != nil {
-		return nil, 0, fmt.Errorf("get token for %s: %w", c.scope, err)
+		return nil, 0, 0, fmt.Errorf("get token for %s: %w", c.scope, err)
 	}
+	select {
+	case c.sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, 0, 0, &transportError{err: ctx.Err(), notSent: true}
+	}
+	defer func() { <-c.sem }()
 	actx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(actx, method, rawURL, nil)
+	var rd io.Reader
+	if reqBody != nil {
+		rd = bytes.NewReader(reqBody)
+	}
+	req, err := http.NewRequestWithContext(actx, method, rawURL, rd)
 	if err != nil {
-		return nil, 0, fmt.Errorf("build request: %w", err)
+		return nil, 0, 0, fmt.Errorf("build request: %w", err)
 	}
 	req.Header.Set("Authorization", "Bearer "+tok.Token)
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("client-request-id", newGUID())
 	req.Header.Set("User-Agent", "seatledger")
+	if reqBody != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 
 	c.requests.Add(1)
+	c.bytesSent.Add(int64(len(reqBody)))
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, 0, &transportError{fmt.Errorf("%s %s: %w", method, redact(rawURL), err)}
+		return nil, 0, 0, &transportError{err: fmt.Errorf("%s %s: %w", method, redact(rawURL), err), notSent: isDialError(err)}
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	c.bytesReceived.Add(int64(len(body)))
 	if err != nil {
-		return nil, 0, &transportError{fmt.Errorf("%s %s: read body: %w", method, redact(rawURL), err)}
+		return nil, 0, 0, &transportError{err: fmt.Errorf("%s %s: read body: %w", method, redact(rawURL), err)}
 	}
 	if len(body) > maxBody {
-		return nil, 0, fmt.Errorf("%s %s: response body exceeds %d bytes", method, redact(rawURL), maxBody)
+		return nil, 0, 0, fmt.Errorf("%s %s: response body exceeds %d bytes", method, redact(rawURL), maxBody)
 	}
 	if p := resp.Header.Get("x-ms-throttle-limit-percentage"); p != "" {
+		if f, err := strconv.ParseFloat(strings.TrimSpace(p), 64); err == nil {
+			c.throttlePct.Store(math.Float64bits(f))
+		}
 		c.log.WarnContext(ctx, "graph throttle limit approaching", "percentage", p, "path", pathOf(rawURL))
 	}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		return body, 0, nil
+		if len(bytes.TrimSpace(body)) > 0 && !json.Valid(body) {
+			// A body cut short by a proxy or a dropped stream: the request
+			// itself may well have worked, but its answer is unusable.
+			return nil, 0, 0, &transportError{err: fmt.Errorf("%s %s: status %d with a body that is not valid JSON (%d bytes)",
+				method, redact(rawURL), resp.StatusCode, len(body))}
+		}
+		return body, resp.StatusCode, 0, nil
 	}
 	if resp.StatusCode == http.StatusTooManyRequests {
 		c.throttled.Add(1)
 	}
 	gerr := errorFromResponse(resp, body)
-	return nil, gerr.RetryAfter, gerr
+	return nil, 0, gerr.RetryAfter, gerr
+}
+
+// list pages a collection from first, following @odata.nextLink verbatim
+// (and only to the base URL's origin), and yields its items. decode turns
+// one page into items and the next link. The sequence stops after the
+// first error, which it yields with a zero T wrapped as "list <what>: …".
+func list[T any](c *Client, ctx context.Context, what, first string, decode func([]byte) ([]T, string, error)) iter.Seq2[T, error] {
+	return func(yield func(T, error) bool) {
+		var zero T
+		next := first
+		seen := map[string]bool{}
+		for next != "" {
+			if seen[next] {
+				yield(zero, fmt.Errorf("list %s: next link %s repeats an earlier page", what, redact(next)))
+				return
+			}
+			seen[next] = true
+			body, err := c.get(ctx, next)
+			if err != nil {
+				yield(zero, fmt.Errorf("list %s: %w", what, err))
+				return
+			}
+			items, link, err := decode(body)
+			if err != nil {
+				yield(zero, fmt.Errorf("list %s: %w", what, err))
+				return
+			}
+			for _, it := range items {
+				if !yield(it, nil) {
+					return
+				}
+			}
+			if link != "" && !c.sameOrigin(link) {
+				yield(zero, fmt.Errorf("list %s: next link %s leaves %s", what, redact(link), c.base.Host))
+				return
+			}
+			next = link
+		}
+	}
+}
+
+// pageQuery is q with $top set to the client's page size, if it has one.
+func (c *Client) pageQuery(q Query) Query {
+	if c.pageSize > 0 && q.Top == 0 {
+		q.Top = c.pageSize
+	}
+	return q
 }
 
 // pathOf returns the path of a URL, for logs: query strings may hold
