@@ -87,7 +87,9 @@ var (
 //     snapshot, has its current version closed at run.StartedAt; a new or
 //     changed one gets a new version from run.StartedAt on; an unchanged
 //     one is not written at all;
-//   - writes one allotment_facts row per allotment in snapshot;
+//   - writes one allotment_facts row per allotment in snapshot (with the
+//     current waiting members and assignment errors counts), and its UTC
+//     day's row in the daily roll-up;
 //   - inserts the sync_runs row: outcome succeeded, Counts for
 //     "allotments" and "subscriptions", FinishedAt = run.FinishedAt or now.
 //
@@ -137,14 +139,7 @@ func (s *Store) ApplyAllotments(ctx context.Context, run SyncRun, snapshot []All
 			return fmt.Errorf("record sync run: %w", err)
 		}
 
-		const insertFacts = `
-			INSERT INTO allotment_facts (run_id, allotment_id, observed_at, allotted, consumed)
-			SELECT $1, id, $2, allotted_units, consumed_units
-			FROM staged_allotments`
-		if _, err := tx.Exec(ctx, insertFacts, stored.ID, at); err != nil {
-			return fmt.Errorf("record allotment facts: %w", err)
-		}
-		return nil
+		return recordFacts(ctx, tx, stored.ID, at)
 	})
 	if err != nil {
 		return SyncRun{}, fmt.Errorf("apply allotments: %w", translate(err))
@@ -186,45 +181,59 @@ func fence(ctx context.Context, tx pgx.Tx, at time.Time) error {
 func stagingRows(snapshot []Allotment) (allotments, subscriptions [][]any, err error) {
 	allotments = make([][]any, 0, len(snapshot))
 	for i, a := range snapshot {
-		if a.ID == "" {
-			return nil, nil, fmt.Errorf("allotment %d of the snapshot has no id", i)
-		}
-		if a.Raw != nil && !json.Valid(a.Raw) {
-			return nil, nil, fmt.Errorf("allotment %q: raw is not valid JSON", a.ID)
-		}
-		services := make([]serviceJSON, len(a.Services))
-		for j, sv := range a.Services {
-			services[j] = serviceJSON(sv)
-		}
-		subs := make([]subscriptionJSON, len(a.Subscriptions))
-		for j, sub := range a.Subscriptions {
-			if sub.SubscriptionID == "" {
-				return nil, nil, fmt.Errorf("allotment %q: subscription %d has no id", a.ID, j)
-			}
-			start, startDate, err := parseDate(sub.StartDate)
-			if err != nil {
-				return nil, nil, fmt.Errorf("allotment %q: subscription %q: start date: %w", a.ID, sub.SubscriptionID, err)
-			}
-			next, nextDate, err := parseDate(sub.NextLifecycleDate)
-			if err != nil {
-				return nil, nil, fmt.Errorf("allotment %q: subscription %q: next lifecycle date: %w", a.ID, sub.SubscriptionID, err)
-			}
-			subs[j] = subscriptionJSON{sub.SubscriptionID, sub.State, start, next, sub.Tags}
-			subscriptions = append(subscriptions, []any{len(subscriptions), i, sub.SubscriptionID, a.ID, sub.State,
-				startDate, nextDate, nonNil(sub.Tags)})
-		}
-		servicesJSON, err := json.Marshal(services)
+		row, subs, err := allotmentRow(a)
 		if err != nil {
-			return nil, nil, fmt.Errorf("allotment %q: encode services: %w", a.ID, err)
+			return nil, nil, fmt.Errorf("allotment %d of the snapshot: %w", i, err)
 		}
-		subsJSON, err := json.Marshal(subs)
-		if err != nil {
-			return nil, nil, fmt.Errorf("allotment %q: encode subscriptions: %w", a.ID, err)
+		for _, sub := range subs {
+			subscriptions = append(subscriptions, append([]any{len(subscriptions), i}, sub...))
 		}
-		allotments = append(allotments, []any{i, a.ID, a.SKUID, a.SKUPartNumber, a.AllottedUnits, a.ConsumedUnits,
-			nonNil(a.AssignableTo), servicesJSON, subsJSON, a.Raw})
+		allotments = append(allotments, append([]any{i}, row...))
 	}
 	return allotments, subscriptions, nil
+}
+
+// allotmentRow converts a into its staged columns (id … raw, as in
+// stagedAllotmentColumns without seq) and its subscriptions' (as in
+// stagedSubscriptionColumns without ord and seq), validating what
+// Postgres would reject less clearly.
+func allotmentRow(a Allotment) (row []any, subscriptions [][]any, err error) {
+	if a.ID == "" {
+		return nil, nil, errors.New("allotment has no id")
+	}
+	if a.Raw != nil && !json.Valid(a.Raw) {
+		return nil, nil, fmt.Errorf("allotment %q: raw is not valid JSON", a.ID)
+	}
+	services := make([]serviceJSON, len(a.Services))
+	for j, sv := range a.Services {
+		services[j] = serviceJSON(sv)
+	}
+	subs := make([]subscriptionJSON, len(a.Subscriptions))
+	for j, sub := range a.Subscriptions {
+		if sub.SubscriptionID == "" {
+			return nil, nil, fmt.Errorf("allotment %q: subscription %d has no id", a.ID, j)
+		}
+		start, startDate, err := parseDate(sub.StartDate)
+		if err != nil {
+			return nil, nil, fmt.Errorf("allotment %q: subscription %q: start date: %w", a.ID, sub.SubscriptionID, err)
+		}
+		next, nextDate, err := parseDate(sub.NextLifecycleDate)
+		if err != nil {
+			return nil, nil, fmt.Errorf("allotment %q: subscription %q: next lifecycle date: %w", a.ID, sub.SubscriptionID, err)
+		}
+		subs[j] = subscriptionJSON{sub.SubscriptionID, sub.State, start, next, sub.Tags}
+		subscriptions = append(subscriptions, []any{sub.SubscriptionID, a.ID, sub.State, startDate, nextDate, nonNil(sub.Tags)})
+	}
+	servicesJSON, err := json.Marshal(services)
+	if err != nil {
+		return nil, nil, fmt.Errorf("allotment %q: encode services: %w", a.ID, err)
+	}
+	subsJSON, err := json.Marshal(subs)
+	if err != nil {
+		return nil, nil, fmt.Errorf("allotment %q: encode subscriptions: %w", a.ID, err)
+	}
+	return []any{a.ID, a.SKUID, a.SKUPartNumber, a.AllottedUnits, a.ConsumedUnits,
+		nonNil(a.AssignableTo), servicesJSON, subsJSON, a.Raw}, subscriptions, nil
 }
 
 // parseDate normalizes a "YYYY-MM-DD" or RFC 3339 date to "YYYY-MM-DD"
@@ -260,6 +269,23 @@ func nonNil(s []string) []string {
 // allotment keeps its later entry. Each subscription's raw JSON is taken
 // from its allotment's raw "subscriptions" array.
 func stage(ctx context.Context, tx pgx.Tx, allotments, subscriptions [][]any) error {
+	if err := createStaged(ctx, tx); err != nil {
+		return err
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"staged_allotments"}, stagedAllotmentColumns,
+		pgx.CopyFromRows(allotments)); err != nil {
+		return fmt.Errorf("copy allotments: %w", err)
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"staged_subscriptions"}, stagedSubscriptionColumns,
+		pgx.CopyFromRows(subscriptions)); err != nil {
+		return fmt.Errorf("copy subscriptions: %w", err)
+	}
+	return tidyStaged(ctx, tx)
+}
+
+// createStaged creates the transaction's staged_allotments and
+// staged_subscriptions, dropped at commit.
+func createStaged(ctx context.Context, tx pgx.Tx) error {
 	const create = `
 		CREATE TEMP TABLE staged_allotments (
 			seq             integer NOT NULL,
@@ -287,14 +313,12 @@ func stage(ctx context.Context, tx pgx.Tx, allotments, subscriptions [][]any) er
 	if _, err := tx.Exec(ctx, create); err != nil {
 		return fmt.Errorf("create staging tables: %w", err)
 	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"staged_allotments"}, stagedAllotmentColumns,
-		pgx.CopyFromRows(allotments)); err != nil {
-		return fmt.Errorf("copy allotments: %w", err)
-	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"staged_subscriptions"}, stagedSubscriptionColumns,
-		pgx.CopyFromRows(subscriptions)); err != nil {
-		return fmt.Errorf("copy subscriptions: %w", err)
-	}
+	return nil
+}
+
+// tidyStaged removes duplicates from staged_allotments and
+// staged_subscriptions (see stage) and fills each subscription's raw JSON.
+func tidyStaged(ctx context.Context, tx pgx.Tx) error {
 	// Several statements, one round trip (no parameters: simple protocol).
 	const tidy = `
 		DELETE FROM staged_allotments a

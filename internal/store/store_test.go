@@ -14,7 +14,12 @@ import (
 	"github.com/seatledger/seatledger/internal/store/storetest"
 )
 
-func TestMain(m *testing.M) { storetest.Main(m) }
+func TestMain(m *testing.M) {
+	// Leader tests then run through several idle checks of the lock's
+	// connection.
+	store.SetLeaderPingInterval(50 * time.Millisecond)
+	storetest.Main(m)
+}
 
 // newStore returns a store on a fresh database, and a direct connection to
 // the same database for checks the store's API does not offer.

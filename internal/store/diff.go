@@ -1,0 +1,225 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// mirrored describes one mirrored entity to the generic diff-and-merge
+// engine: its versions table, its staging table, the columns that identify
+// it and the columns whose change makes a new version. The SQL built from
+// it uses only these constant names, never caller input.
+type mirrored struct {
+	name     string   // key in SyncRun.Counts
+	versions string   // e.g. assignment_versions
+	stage    string   // e.g. stage_assignments
+	keys     []string // identity columns
+	values   []string // content columns (compared with IS DISTINCT FROM)
+	// firstObserved adds first_observed_at: the lower bound of the key's
+	// earliest version, or the run's time for a key never seen before.
+	firstObserved bool
+}
+
+var (
+	mirrorAssignments = mirrored{
+		name: "assignments", versions: "assignment_versions", stage: "stage_assignments",
+		keys:          []string{"id"},
+		values:        []string{"allotment_id", "assignee_id", "assignee_type", "disabled_plan_ids", "raw"},
+		firstObserved: true,
+	}
+	mirrorWaitingMembers = mirrored{
+		name: "waiting_members", versions: "waiting_member_versions", stage: "stage_waiting_members",
+		keys:   []string{"id"},
+		values: []string{"allotment_id", "member_id", "member_type", "waiting_since", "raw"},
+	}
+	mirrorAssignmentErrors = mirrored{
+		name: "assignment_errors", versions: "assignment_error_versions", stage: "stage_assignment_errors",
+		keys:   []string{"id"},
+		values: []string{"user_id", "sku_id", "code", "message", "occurred_at", "raw"},
+	}
+	mirrorUsers = mirrored{
+		name: "users", versions: "user_versions", stage: "stage_users",
+		keys: []string{"id"},
+		values: []string{"user_principal_name", "display_name", "department", "company_name", "cost_center",
+			"account_enabled", "raw"},
+	}
+	mirrorGroupMembers = mirrored{
+		name: "group_members", versions: "group_member_versions", stage: "stage_group_members",
+		keys:   []string{"group_id", "member_id"},
+		values: []string{"member_type"},
+	}
+)
+
+// cols renders columns with a table alias: "s.a, s.b".
+func cols(alias string, names []string) string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = alias + "." + n
+	}
+	return strings.Join(out, ", ")
+}
+
+// keyMatch renders "a.k1 = b.k1 AND a.k2 = b.k2".
+func (m mirrored) keyMatch(a, b string) string {
+	out := make([]string, len(m.keys))
+	for i, k := range m.keys {
+		out[i] = a + "." + k + " = " + b + "." + k
+	}
+	return strings.Join(out, " AND ")
+}
+
+// stagedCount counts the snapshot's staged rows (duplicates included).
+func (m mirrored) stagedCount(ctx context.Context, tx pgx.Tx, snap int64) (int64, error) {
+	var n int64
+	q := `SELECT count(*) FROM ` + m.stage + ` WHERE snapshot_id = $1`
+	if err := tx.QueryRow(ctx, q, snap).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count staged %s: %w", m.name, err)
+	}
+	return n, nil
+}
+
+// dedupe deletes all but the last-staged row of each key, so that Graph
+// listing an object twice (pages shifting under a long listing) cannot
+// make the diff see it twice. With no duplicates it writes nothing.
+func (m mirrored) dedupe(ctx context.Context, tx pgx.Tx, snap int64) (int64, error) {
+	keys := strings.Join(m.keys, ", ")
+	q := `
+		DELETE FROM ` + m.stage + ` s
+		USING (
+			SELECT ` + keys + `, max(seq) AS seq
+			FROM ` + m.stage + `
+			WHERE snapshot_id = $1
+			GROUP BY ` + keys + `
+			HAVING count(*) > 1
+		) d
+		WHERE s.snapshot_id = $1
+		  AND ` + m.keyMatch("s", "d") + `
+		  AND s.seq < d.seq`
+	tag, err := tx.Exec(ctx, q, snap)
+	if err != nil {
+		return 0, fmt.Errorf("remove duplicate staged %s: %w", m.name, err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// closeSQL closes (or, when it opened at this very instant, deletes) the
+// current version of every key that stale selects, and counts them:
+// stale yields the key columns and a boolean "present" (changed rather
+// than removed). $1 is the snapshot, $2 the run's time.
+func (m mirrored) closeSQL(stale string) string {
+	return `
+		WITH stale AS (` + stale + `
+		), closed AS (
+			UPDATE ` + m.versions + ` v
+			SET valid = tstzrange(lower(v.valid), $2, '[)')
+			FROM stale
+			WHERE ` + m.keyMatch("v", "stale") + `
+			  AND upper_inf(v.valid)
+			  AND lower(v.valid) < $2
+		), dropped AS (
+			DELETE FROM ` + m.versions + ` v
+			USING stale
+			WHERE ` + m.keyMatch("v", "stale") + `
+			  AND upper_inf(v.valid)
+			  AND lower(v.valid) >= $2
+		)
+		SELECT count(*) FILTER (WHERE present), count(*) FILTER (WHERE NOT present)
+		FROM stale`
+}
+
+// merge makes the current versions equal to the staged rows: changed keys
+// get their version closed and a new one opened, new keys a version, and
+// unchanged keys nothing written. With full, current keys absent from the
+// stage are closed (removed); otherwise (a delta) they are left alone.
+// staged is the number of distinct staged keys.
+func (m mirrored) merge(ctx context.Context, tx pgx.Tx, snap int64, at time.Time, full bool, staged int64) (Changes, error) {
+	var stale string
+	if full {
+		stale = `
+			SELECT ` + cols("v", m.keys) + `, s.` + m.keys[0] + ` IS NOT NULL AS present
+			FROM ` + m.versions + ` v
+			LEFT JOIN ` + m.stage + ` s
+			  ON s.snapshot_id = $1
+			 AND ` + m.keyMatch("s", "v") + `
+			WHERE upper_inf(v.valid)
+			  AND (s.` + m.keys[0] + ` IS NULL
+			       OR (` + cols("s", m.values) + `) IS DISTINCT FROM (` + cols("v", m.values) + `))`
+	} else {
+		stale = `
+			SELECT ` + cols("v", m.keys) + `, true AS present
+			FROM ` + m.versions + ` v
+			JOIN ` + m.stage + ` s
+			  ON s.snapshot_id = $1
+			 AND ` + m.keyMatch("s", "v") + `
+			WHERE upper_inf(v.valid)
+			  AND (` + cols("s", m.values) + `) IS DISTINCT FROM (` + cols("v", m.values) + `)`
+	}
+	var ch Changes
+	if err := tx.QueryRow(ctx, m.closeSQL(stale), snap, at).Scan(&ch.Changed, &ch.Removed); err != nil {
+		return Changes{}, fmt.Errorf("close stale %s versions: %w", m.name, err)
+	}
+
+	insertCols := strings.Join(m.keys, ", ") + ", " + strings.Join(m.values, ", ")
+	selectCols := cols("s", m.keys) + ", " + cols("s", m.values)
+	if m.firstObserved {
+		insertCols += ", first_observed_at"
+		selectCols += `, COALESCE((
+				SELECT min(lower(p.valid))
+				FROM ` + m.versions + ` p
+				WHERE ` + m.keyMatch("p", "s") + `), $2)`
+	}
+	open := `
+		INSERT INTO ` + m.versions + ` (` + insertCols + `, valid)
+		SELECT ` + selectCols + `, tstzrange($2, NULL, '[)')
+		FROM ` + m.stage + ` s
+		WHERE s.snapshot_id = $1
+		  AND NOT EXISTS (
+			SELECT 1
+			FROM ` + m.versions + ` v
+			WHERE ` + m.keyMatch("v", "s") + `
+			  AND upper_inf(v.valid))`
+	tag, err := tx.Exec(ctx, open, snap, at)
+	if err != nil {
+		return Changes{}, fmt.Errorf("open %s versions: %w", m.name, err)
+	}
+	ch.Added = tag.RowsAffected() - ch.Changed
+	ch.Unchanged = staged - tag.RowsAffected()
+	return ch, nil
+}
+
+// removeUsers closes the current versions of the users a delta listed as
+// removed, unless the same snapshot also staged them (then the staged
+// state wins). It returns how many it closed.
+func removeUsers(ctx context.Context, tx pgx.Tx, snap int64, at time.Time) (int64, error) {
+	const stale = `
+			SELECT DISTINCT v.id, false AS present
+			FROM user_versions v
+			JOIN stage_user_removals r
+			  ON r.snapshot_id = $1
+			 AND r.id = v.id
+			WHERE upper_inf(v.valid)
+			  AND NOT EXISTS (
+				SELECT 1
+				FROM stage_users s
+				WHERE s.snapshot_id = $1
+				  AND s.id = v.id)`
+	var changed, removed int64
+	if err := tx.QueryRow(ctx, mirrorUsers.closeSQL(stale), snap, at).Scan(&changed, &removed); err != nil {
+		return 0, fmt.Errorf("close removed users: %w", err)
+	}
+	return removed, nil
+}
+
+// currentCount counts the current versions of m.
+func (m mirrored) currentCount(ctx context.Context, tx pgx.Tx) (int64, error) {
+	var n int64
+	q := `SELECT count(*) FROM ` + m.versions + ` WHERE upper_inf(valid)`
+	if err := tx.QueryRow(ctx, q).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count current %s: %w", m.name, err)
+	}
+	return n, nil
+}
