@@ -281,17 +281,17 @@ func (o *OIDC) fetchKeys(ctx context.Context) (keySet, error) {
 		if k.Kid == "" || (k.Use != "" && k.Use != "sig") {
 			continue
 		}
-		var pub crypto.PublicKey
+		// Assign only non-nil pointers: a nil *rsa.PublicKey in a
+		// crypto.PublicKey would not compare equal to nil.
 		switch k.Kty {
 		case "RSA":
-			pub = rsaKey(k.N, k.E)
-		case "EC":
-			if k.Crv == "P-256" {
-				pub = ecKey(k.X, k.Y)
+			if pub := rsaKey(k.N, k.E); pub != nil {
+				ks[k.Kid] = jwkKey{alg: k.Alg, pub: pub}
 			}
-		}
-		if pub != nil {
-			ks[k.Kid] = jwkKey{alg: k.Alg, pub: pub}
+		case "EC":
+			if pub := ecKey(k.X, k.Y); pub != nil && k.Crv == "P-256" {
+				ks[k.Kid] = jwkKey{alg: k.Alg, pub: pub}
+			}
 		}
 	}
 	if len(ks) == 0 {
