@@ -27,7 +27,18 @@ type config struct {
 	LogLevel        slog.Level
 	LogFormat       string
 	Graph           graphConfig
+	Auth            authConfig
 }
+
+// authConfig says how callers of the API are authenticated. With neither
+// source set, access control is off.
+type authConfig struct {
+	TokensFile   string
+	OIDCIssuer   string
+	OIDCAudience string // comma-separated accepted audiences
+}
+
+func (a authConfig) enabled() bool { return a.TokensFile != "" || a.OIDCIssuer != "" }
 
 // graphConfig says which Graph tenant to mirror and how to authenticate.
 type graphConfig struct {
@@ -97,7 +108,10 @@ func newFlagSet(c *config, defaultDataDir string, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.Graph.ClientSecret, "azure-client-secret", "", "client secret (prefer a certificate or workload identity)")
 	fs.StringVar(&c.Graph.CertificatePath, "azure-client-certificate-path", "", "PEM or PKCS#12 file with the client certificate and key")
 	fs.StringVar(&c.Graph.AuthorityHost, "azure-authority-host", "", "Microsoft Entra authority; empty means the public cloud")
-	fs.StringVar(&c.Graph.CAFile, "ssl-cert-file", "", "PEM file of extra CAs to trust for Graph and the authority")
+	fs.StringVar(&c.Graph.CAFile, "ssl-cert-file", "", "PEM file of extra CAs to trust for Graph, the authority and the OIDC issuer")
+	fs.StringVar(&c.Auth.TokensFile, "tokens-file", "", "JSON file of static API tokens (hashed) with their roles")
+	fs.StringVar(&c.Auth.OIDCIssuer, "oidc-issuer", "", "OpenID Connect issuer whose JWTs authenticate API callers, e.g. https://login.microsoftonline.com/{tenant}/v2.0")
+	fs.StringVar(&c.Auth.OIDCAudience, "oidc-audience", "", "accepted audiences (aud) of OIDC tokens, comma-separated, e.g. api://seatledger")
 	return fs
 }
 
@@ -156,6 +170,9 @@ func (c config) validate() error {
 	if u, err := url.Parse(c.Graph.URL); err != nil || u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
 		errs = append(errs, fmt.Errorf("graph-url: %q is not an http(s) URL", c.Graph.URL))
 	}
+	if c.Auth.OIDCIssuer != "" && strings.TrimSpace(c.Auth.OIDCAudience) == "" {
+		errs = append(errs, errors.New("oidc-audience: must be set with oidc-issuer"))
+	}
 	if c.Graph.PageSize < 0 || c.Graph.PageSize > 999 {
 		errs = append(errs, fmt.Errorf("graph-page-size: %d is outside 0..999", c.Graph.PageSize))
 	}
@@ -177,6 +194,9 @@ func (c config) LogValue() slog.Value {
 		slog.String("azure_client_id", c.Graph.ClientID),
 		slog.Bool("azure_client_secret_set", c.Graph.ClientSecret != ""),
 		slog.String("azure_authority_host", c.Graph.AuthorityHost),
+		slog.String("tokens_file", c.Auth.TokensFile),
+		slog.String("oidc_issuer", c.Auth.OIDCIssuer),
+		slog.String("oidc_audience", c.Auth.OIDCAudience),
 	)
 }
 

@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -31,6 +32,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/seatledger/seatledger/internal/api"
+	"github.com/seatledger/seatledger/internal/auth"
 	"github.com/seatledger/seatledger/internal/graph"
 	"github.com/seatledger/seatledger/internal/graphsim"
 	"github.com/seatledger/seatledger/internal/pglocal"
@@ -119,6 +121,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	defer closeGraph()
 
+	authn, err := newAuthenticator(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+
 	syncer := mirrorsync.New(gc, st, mirrorsync.Options{
 		Interval: cfg.SyncInterval,
 		Logger:   log.With("component", "sync"),
@@ -126,6 +133,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	grpcServer := api.NewGRPCServer(api.Deps{
 		Store:  st,
 		Sync:   syncer,
+		Auth:   authn,
 		Logger: log.With("component", "api"),
 	})
 
@@ -251,6 +259,54 @@ func newGraphClient(cfg graphConfig, level slog.Level, log *slog.Logger) (*graph
 		return nil, nil, fmt.Errorf("graph client: %w", err)
 	}
 	return gc, closeFn, nil
+}
+
+// newAuthenticator returns how API callers are authenticated: the tokens
+// file, then the OIDC issuer, whichever are configured; nil (access control
+// off, said loudly in the log) when neither is.
+func newAuthenticator(ctx context.Context, cfg config, log *slog.Logger) (auth.Authenticator, error) {
+	if !cfg.Auth.enabled() {
+		log.Warn("API access control is off: any caller can read and change everything; set SEATLEDGER_OIDC_ISSUER or SEATLEDGER_TOKENS_FILE")
+		return nil, nil
+	}
+	alog := log.With("component", "auth")
+	var chain []auth.Authenticator
+	if cfg.Auth.TokensFile != "" {
+		tf, err := auth.NewTokensFile(cfg.Auth.TokensFile, alog)
+		if err != nil {
+			return nil, fmt.Errorf("tokens-file: %w", err)
+		}
+		chain = append(chain, tf)
+	}
+	if cfg.Auth.OIDCIssuer != "" {
+		var extra []byte
+		if cfg.Graph.CAFile != "" {
+			pem, err := os.ReadFile(cfg.Graph.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("ssl-cert-file: %w", err)
+			}
+			extra = pem
+		}
+		hc, err := httpClientTrusting(extra)
+		if err != nil {
+			return nil, err
+		}
+		var audiences []string
+		for _, a := range strings.Split(cfg.Auth.OIDCAudience, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				audiences = append(audiences, a)
+			}
+		}
+		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		o, err := auth.NewOIDC(octx, auth.OIDCConfig{Issuer: cfg.Auth.OIDCIssuer, Audience: audiences, HTTPClient: hc, Logger: alog})
+		if err != nil {
+			return nil, fmt.Errorf("oidc-issuer: %w", err)
+		}
+		chain = append(chain, o)
+	}
+	log.Info("API access control is on", "tokens_file", cfg.Auth.TokensFile != "", "oidc", cfg.Auth.OIDCIssuer != "")
+	return auth.Chain(chain...), nil
 }
 
 // httpClientTrusting returns an HTTP client that trusts the system's CAs

@@ -59,13 +59,39 @@ type service struct {
 	grpcAddr string
 	httpURL  string
 	logs     *syncBuffer
-	conn     *grpc.ClientConn
+	conn     *grpc.ClientConn // presents token, if any
+	token    string
+}
+
+// bearer is a gRPC credential that sends a fixed bearer token, over a
+// plaintext loopback connection.
+type bearer string
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+
+func (bearer) RequireTransportSecurity() bool { return false }
+
+// dial opens a gRPC connection to svc that presents token ("" for none).
+func (s *service) dial(t *testing.T, token string) *grpc.ClientConn {
+	t.Helper()
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(bearer(token)))
+	}
+	conn, err := grpc.NewClient(s.grpcAddr, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
 }
 
 // startService runs the whole server in-process with the given
 // environment on loopback ports chosen by the kernel, and stops it when the
 // test ends, failing the test if the shutdown is not clean.
-func startService(t *testing.T, environ map[string]string) *service {
+func startService(t *testing.T, environ map[string]string, token string) *service {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	logs := &syncBuffer{}
@@ -78,18 +104,12 @@ func startService(t *testing.T, environ map[string]string) *service {
 	var svc *service
 	select {
 	case a := <-addrs:
-		svc = &service{grpcAddr: a[0].String(), httpURL: "http://" + a[1].String(), logs: logs}
+		svc = &service{grpcAddr: a[0].String(), httpURL: "http://" + a[1].String(), logs: logs, token: token}
 	case err := <-done:
 		cancel()
 		t.Fatalf("run() returned before serving: %v\nlogs:\n%s", err, logs)
 	}
-	conn, err := grpc.NewClient(svc.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc.conn = conn
 	t.Cleanup(func() {
-		conn.Close()
 		cancel()
 		select {
 		case err := <-done:
@@ -100,6 +120,7 @@ func startService(t *testing.T, environ map[string]string) *service {
 			t.Errorf("run() did not return within 60s of cancellation\nlogs:\n%s", logs)
 		}
 	})
+	svc.conn = svc.dial(t, token) // registered after, so closed before the server stops
 	return svc
 }
 
@@ -119,10 +140,24 @@ func (s *service) runSync(t *testing.T) *seatledgerv1.SyncRun {
 	return run
 }
 
-// get fetches path from the gateway and returns the status and body.
+// get fetches path from the gateway with the service's token and returns
+// the status and body.
 func (s *service) get(t *testing.T, path string) (int, []byte) {
 	t.Helper()
-	resp, err := http.Get(s.httpURL + path)
+	return s.getAs(t, s.token, path)
+}
+
+// getAs is get with the given token ("" for none).
+func (s *service) getAs(t *testing.T, token, path string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, s.httpURL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("GET %s: %v", path, err)
 	}
@@ -228,15 +263,24 @@ func TestRun_MirrorsConfiguredTenant(t *testing.T) {
 	}
 	t.Cleanup(func() { sim.Close() })
 
+	mint := func(roles ...string) string {
+		tok, err := sim.MintCallerToken(graphsim.CallerToken{Audience: "api://seatledger", Caller: "e2e-" + strings.Join(roles, "-"), Roles: roles})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
 	svc := startService(t, map[string]string{
-		"DATABASE_URL":         storetest.NewDSN(t),
-		"SEATLEDGER_GRAPH_URL": info.GraphURL,
-		"AZURE_TENANT_ID":      info.TenantID,
-		"AZURE_CLIENT_ID":      info.ClientID,
-		"AZURE_CLIENT_SECRET":  info.ClientSecret,
-		"AZURE_AUTHORITY_HOST": info.AuthorityURL,
-		"SSL_CERT_FILE":        info.CAFile,
-	})
+		"SEATLEDGER_OIDC_ISSUER":   info.IssuerURL,
+		"SEATLEDGER_OIDC_AUDIENCE": "api://seatledger",
+		"DATABASE_URL":             storetest.NewDSN(t),
+		"SEATLEDGER_GRAPH_URL":     info.GraphURL,
+		"AZURE_TENANT_ID":          info.TenantID,
+		"AZURE_CLIENT_ID":          info.ClientID,
+		"AZURE_CLIENT_SECRET":      info.ClientSecret,
+		"AZURE_AUTHORITY_HOST":     info.AuthorityURL,
+		"SSL_CERT_FILE":            info.CAFile,
+	}, mint("admin"))
 	run := svc.runSync(t)
 	want := wantAllotments(sim.Allotments())
 	if len(want) < 3 {
@@ -381,9 +425,35 @@ func TestRun_MirrorsConfiguredTenant(t *testing.T) {
 			t.Errorf("ListSyncRuns() = %v; want it to contain the run RunSync returned (%v)", resp.GetSyncRuns(), run)
 		}
 	})
+	t.Run("callers need a token with the right role", func(t *testing.T) {
+		if code, body := svc.getAs(t, "", "/v1/allotments"); code != http.StatusUnauthorized {
+			t.Errorf("GET /v1/allotments without a token = %d %s, want 401", code, body)
+		}
+		if code, body := svc.getAs(t, mint("finance"), "/v1/allotments"); code != http.StatusForbidden {
+			t.Errorf("GET /v1/allotments as finance = %d %s, want 403", code, body)
+		}
+		if code, body := svc.getAs(t, mint("reader"), "/v1/allotments"); code != http.StatusOK {
+			t.Errorf("GET /v1/allotments as reader = %d %s, want 200", code, body)
+		}
+		if code, body := svc.getAs(t, "", "/healthz"); code != http.StatusOK {
+			t.Errorf("GET /healthz without a token = %d %s, want 200", code, body)
+		}
+		_, err := seatledgerv1.NewSyncServiceClient(svc.dial(t, mint("reader"))).RunSync(context.Background(), &seatledgerv1.RunSyncRequest{})
+		if status.Code(err) != codes.PermissionDenied {
+			t.Errorf("RunSync as reader: %v, want PERMISSION_DENIED", err)
+		}
+		_, err = seatledgerv1.NewAllotmentServiceClient(svc.dial(t, "")).ListAllotments(context.Background(), &seatledgerv1.ListAllotmentsRequest{})
+		if status.Code(err) != codes.Unauthenticated {
+			t.Errorf("ListAllotments without a token: %v, want UNAUTHENTICATED", err)
+		}
+		resp, err := healthpb.NewHealthClient(svc.dial(t, "")).Check(context.Background(), &healthpb.HealthCheckRequest{})
+		if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			t.Errorf("grpc health without a token = %v, %v; want SERVING", resp, err)
+		}
+	})
 	t.Run("logs hold no secrets", func(t *testing.T) {
 		logs := svc.logs.String()
-		for _, secret := range []string{info.ClientSecret, "Bearer ", "eyJ"} {
+		for _, secret := range []string{info.ClientSecret, "Bearer ", "eyJ", svc.token} {
 			if strings.Contains(logs, secret) {
 				t.Errorf("logs contain %q", secret)
 			}
@@ -403,7 +473,7 @@ func TestRun_ZeroConfiguration(t *testing.T) {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 
-	svc := startService(t, map[string]string{"SEATLEDGER_DATA_DIR": dir})
+	svc := startService(t, map[string]string{"SEATLEDGER_DATA_DIR": dir}, "")
 	if !strings.Contains(svc.logs.String(), "built-in Graph simulator") {
 		t.Errorf("the log does not say that the built-in simulator is used:\n%s", svc.logs)
 	}

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	seatledgerv1 "github.com/seatledger/seatledger/gen/seatledger/v1"
+	"github.com/seatledger/seatledger/internal/auth"
 	"github.com/seatledger/seatledger/internal/store"
 )
 
@@ -29,8 +30,12 @@ type SyncRunner interface {
 
 // Deps is what the API needs from the rest of the service.
 type Deps struct {
-	Store  *store.Store
-	Sync   SyncRunner
+	Store *store.Store
+	Sync  SyncRunner
+	// Auth authenticates callers; every RPC but health and reflection then
+	// needs a bearer token whose roles Policy allows. Nil turns access
+	// control off (the server says so in its log).
+	Auth   auth.Authenticator
 	Logger *slog.Logger // nil discards
 }
 
@@ -42,11 +47,17 @@ func NewGRPCServer(d Deps) *grpc.Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := grpc.NewServer(grpc.ChainUnaryInterceptor(
+	unary := []grpc.UnaryServerInterceptor{
 		recoverPanics(log), // outermost: a panic anywhere becomes INTERNAL
 		logCalls(log),      // one line per call, with the final status code
-		mapErrors(log),     // store and graph errors become statuses
-	))
+	}
+	var stream []grpc.StreamServerInterceptor
+	if d.Auth != nil {
+		unary = append(unary, auth.UnaryServerInterceptor(d.Auth, Policy, publicMethod, log), noteCaller())
+		stream = append(stream, auth.StreamServerInterceptor(d.Auth, Policy, publicMethod, log))
+	}
+	unary = append(unary, mapErrors(log)) // store and graph errors become statuses
+	s := grpc.NewServer(grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...))
 	seatledgerv1.RegisterAllotmentServiceServer(s, &allotmentService{store: d.Store})
 	seatledgerv1.RegisterSyncServiceServer(s, &syncService{store: d.Store, runner: d.Sync})
 	seatledgerv1.RegisterSubscriptionServiceServer(s, seatledgerv1.UnimplementedSubscriptionServiceServer{})
