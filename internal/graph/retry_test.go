@@ -22,25 +22,55 @@ import (
 // headers, and whether to answer at all (false passes the request on).
 type fault func(r *http.Request) (status int, header http.Header, ok bool)
 
+// rawFault answers a Graph request however it likes (resets, truncated
+// bodies, stalls) and reports whether it did (false passes it on).
+type rawFault func(w http.ResponseWriter, r *http.Request) bool
+
 // faultyGraph serves the real simulator behind a front that answers the
 // first Graph requests with scripted faults (the simulator has no fault
-// knobs yet). It records every Graph request's client-request-id.
+// knobs yet). It records every Graph request's client-request-id and
+// method.
 type faultyGraph struct {
-	sim    *graphsim.Server
-	ts     *httptest.Server
-	mu     sync.Mutex
-	script []fault
-	ids    []string
+	sim     *graphsim.Server
+	ts      *httptest.Server
+	mu      sync.Mutex
+	script  []rawFault
+	ids     []string
+	methods []string
 }
 
 func newFaultyGraph(t *testing.T, script ...fault) *faultyGraph {
 	t.Helper()
-	return newFront(t, graphsim.Options{}, nil, script...)
+	raw := make([]rawFault, len(script))
+	for i, f := range script {
+		raw[i] = f.raw()
+	}
+	return newFront(t, graphsim.Options{}, nil, raw...)
+}
+
+// raw turns a status fault into a rawFault that writes Graph's error body.
+func (f fault) raw() rawFault {
+	if f == nil {
+		return nil
+	}
+	return func(w http.ResponseWriter, r *http.Request) bool {
+		status, h, ok := f(r)
+		if !ok {
+			return false
+		}
+		for k, v := range h {
+			w.Header()[k] = v
+		}
+		w.Header().Set("request-id", "fault-request-id")
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte(`{"error":{"code":"` + strings.ReplaceAll(http.StatusText(status), " ", "") + `","message":"scripted fault"}}`))
+		return true
+	}
 }
 
 // newFront is newFaultyGraph with simulator options and a middleware
 // around the simulator's handler (nil for none).
-func newFront(t *testing.T, opts graphsim.Options, wrap func(http.Handler) http.Handler, script ...fault) *faultyGraph {
+func newFront(t *testing.T, opts graphsim.Options, wrap func(http.Handler) http.Handler, script ...rawFault) *faultyGraph {
 	t.Helper()
 	s, err := graphsim.New(opts)
 	if err != nil {
@@ -55,21 +85,14 @@ func newFront(t *testing.T, opts graphsim.Options, wrap func(http.Handler) http.
 		if strings.HasPrefix(r.URL.Path, "/beta/") {
 			f.mu.Lock()
 			f.ids = append(f.ids, r.Header.Get("client-request-id"))
-			var next fault
+			f.methods = append(f.methods, r.Method)
+			var next rawFault
 			if len(f.script) > 0 {
 				next, f.script = f.script[0], f.script[1:]
 			}
 			f.mu.Unlock()
-			if next != nil {
-				if status, h, ok := next(r); ok {
-					for k, v := range h {
-						w.Header()[k] = v
-					}
-					w.Header().Set("request-id", "fault-request-id")
-					w.WriteHeader(status)
-					_, _ = w.Write([]byte(`{"error":{"code":"` + strings.ReplaceAll(http.StatusText(status), " ", "") + `","message":"scripted fault"}}`))
-					return
-				}
+			if next != nil && next(w, r) {
+				return
 			}
 		}
 		simHandler.ServeHTTP(w, r)
@@ -97,6 +120,14 @@ func (f *faultyGraph) client(t *testing.T, opts graph.Options) *graph.Client {
 	}
 	graph.SetRetryTiming(c, time.Millisecond, 4*time.Millisecond, time.Second)
 	return c
+}
+
+// graphMethods returns the method of every Graph request that reached the
+// front, in order.
+func (f *faultyGraph) graphMethods() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.methods...)
 }
 
 func (f *faultyGraph) requestIDs() []string {
