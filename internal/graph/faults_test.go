@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -230,4 +231,56 @@ func TestClient_CreateRetriesWhenGraphSurelyDidNotAct(t *testing.T) {
 			t.Errorf("Stats.Requests = %d, want 1 + 2 retries", st.Requests)
 		}
 	})
+}
+
+func TestClient_MaxConcurrent(t *testing.T) {
+	t.Parallel()
+	const limit = 2
+	var (
+		mu      sync.Mutex
+		arrived int
+		full    = make(chan struct{})
+		release = make(chan struct{})
+	)
+	// Every request waits at the front until released; the limit-th to
+	// arrive says the client is at its limit.
+	hold := func(http.ResponseWriter, *http.Request) bool {
+		mu.Lock()
+		arrived++
+		if arrived == limit {
+			close(full)
+		}
+		mu.Unlock()
+		<-release
+		return false
+	}
+	f := newFront(t, graphsim.Options{}, nil, hold, hold, hold, hold)
+	c := f.client(t, graph.Options{MaxConcurrent: limit})
+	id := graphsim.DemoTenant().Allotments[0].ID
+	errs := make(chan error, limit)
+	for range limit {
+		go func() {
+			_, err := c.GetAllotment(context.Background(), id)
+			errs <- err
+		}()
+	}
+	<-full
+	// One more request must wait for a free slot, not reach Graph.
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	_, err := c.GetAllotment(ctx, id)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("request beyond the limit: err = %v, want it to time out waiting", err)
+	}
+	mu.Lock()
+	if arrived != limit {
+		t.Errorf("%d requests reached Graph at once, limit %d", arrived, limit)
+	}
+	mu.Unlock()
+	close(release)
+	for range limit {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
 }
