@@ -51,7 +51,7 @@ func (s *Store) WithLeaderLock(ctx context.Context, name string, fn func(ctx con
 	if err != nil {
 		return fmt.Errorf("leader lock %q: %w", name, err)
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
+	defer unlock(ctx, conn, name)
 	// pg_advisory_lock waits in the server, so a waiter takes over the
 	// moment the holder's session ends; ctx interrupts the wait.
 	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, leaderKey(name)); err != nil {
@@ -124,5 +124,18 @@ func (s *Store) TryLeaderLock(ctx context.Context, name string) (release func(),
 		conn.Close(context.WithoutCancel(ctx))
 		return nil, false, nil
 	}
-	return func() { conn.Close(context.Background()) }, true, nil
+	return func() { unlock(ctx, conn, name) }, true, nil
+}
+
+// unlock releases the lock called name held by conn, then closes conn.
+// Closing alone would release it too, but only once the server has
+// noticed; unlocking first makes the lock free when unlock returns.
+func unlock(ctx context.Context, conn *pgx.Conn, name string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if !conn.IsClosed() {
+		// An error means the session is gone, and its locks with it.
+		_, _ = conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, leaderKey(name))
+	}
+	conn.Close(ctx)
 }
