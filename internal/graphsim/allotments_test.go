@@ -228,10 +228,10 @@ func TestServer_UnsupportedQueryOptions(t *testing.T) {
 	tok := s.token(t, "CloudLicensing.Read.All")
 	id := s.sim.Allotments()[0].ID
 	for _, url := range []string{
-		allotmentsURL(s.info, "$expand=waitingMembers"),
+		allotmentsURL(s.info, "$expand=nothing"),
 		allotmentsURL(s.info, "$orderby=skuId"),
 		allotmentsURL(s.info, "$count=true"),
-		allotmentsURL(s.info, "$apply=groupby((skuId))"),
+		allotmentsURL(s.info, "$apply=filter(allottedUnits gt 5)"),
 		allotmentsURL(s.info, "foo=bar"),
 		allotmentsURL(s.info, "$top=5&$top=6"),
 		s.info.GraphURL + "/admin/cloudLicensing/allotments/" + id + "?$top=1",

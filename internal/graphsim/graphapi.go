@@ -24,11 +24,6 @@ const (
 	maxTop    = 999
 )
 
-// allotmentReadRoles are the application permissions that allow reading
-// allotments: the least privileged first, then the higher ones the
-// permissions table lists.
-var allotmentReadRoles = []string{"CloudLicensing.Read.All", "Directory.Read.All", "Directory.ReadWrite.All"}
-
 type graphError struct {
 	Error graphErrorBody `json:"error"`
 }
@@ -63,8 +58,15 @@ func writeGraphError(w http.ResponseWriter, _ *http.Request, now time.Time, stat
 }
 
 // serveGraph authenticates the request, then routes path (what follows
-// /beta) to an endpoint, checking the endpoint's permissions.
+// /beta) to an endpoint, which checks its permissions.
 func (s *Server) serveGraph(w http.ResponseWriter, r *http.Request, path string) {
+	if s.latency > 0 {
+		select {
+		case <-time.After(s.latency):
+		case <-r.Context().Done():
+			return
+		}
+	}
 	now := s.Now()
 	c, problem := s.authenticate(r, now)
 	if problem != "" {
@@ -72,39 +74,25 @@ func (s *Server) serveGraph(w http.ResponseWriter, r *http.Request, path string)
 		writeGraphError(w, r, now, http.StatusUnauthorized, "InvalidAuthenticationToken", "", problem)
 		return
 	}
-	segs := strings.Split(strings.Trim(path, "/"), "/")
-	for i, want := range []string{"admin", "cloudLicensing", "allotments"} {
-		if i >= len(segs) || !strings.EqualFold(segs[i], want) {
-			seg := ""
-			if i < len(segs) {
-				seg = segs[i]
-			}
-			writeGraphError(w, r, now, http.StatusBadRequest, "BadRequest", "",
-				fmt.Sprintf("Resource not found for the segment '%s'.", seg))
-			return
+	s.serveGraphPath(w, r, path, c, now)
+}
+
+// allows reports whether the token carries one of the permissions in
+// need: an application role (the names ending in .All or .Organization;
+// a delegated name such as CloudLicensing.Read is no app role) or a
+// delegated scope.
+func (c claims) allows(need []string) bool {
+	for _, r := range c.Roles {
+		if slices.Contains(need, r) && (strings.HasSuffix(r, ".All") || strings.HasSuffix(r, ".Organization")) {
+			return true
 		}
 	}
-	if len(segs) > 4 {
-		writeGraphError(w, r, now, http.StatusBadRequest, "BadRequest", "",
-			fmt.Sprintf("Resource not found for the segment '%s'.", segs[4]))
-		return
+	for _, p := range strings.Fields(c.Scp) {
+		if slices.Contains(need, p) {
+			return true
+		}
 	}
-	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", http.MethodGet)
-		writeGraphError(w, r, now, http.StatusMethodNotAllowed, "methodNotAllowed", "",
-			"Specified HTTP method is not allowed for the request target.")
-		return
-	}
-	if !hasAnyRole(c.Roles, allotmentReadRoles) {
-		writeGraphError(w, r, now, http.StatusForbidden, "Authorization_RequestDenied", "",
-			"Insufficient privileges to complete the operation.")
-		return
-	}
-	if len(segs) == 3 {
-		s.listAllotments(w, r, now)
-		return
-	}
-	s.getAllotment(w, r, now, segs[3])
+	return false
 }
 
 // authenticate checks the bearer token the way Graph does: our signature,
@@ -130,15 +118,6 @@ func (s *Server) authenticate(r *http.Request, now time.Time) (claims, string) {
 		return claims{}, "Lifetime validation failed, the token is not yet valid."
 	}
 	return c, ""
-}
-
-func hasAnyRole(have, want []string) bool {
-	for _, h := range have {
-		if slices.Contains(want, h) {
-			return true
-		}
-	}
-	return false
 }
 
 // queryError is a 400 caused by the query string.
@@ -235,55 +214,6 @@ func isGUID(s string) bool {
 	return true
 }
 
-// parseSKUFilter parses the $filter forms allotments support,
-// "skuId eq <guid>" and "skuId in (<guid>, …)", into the set of SKU ids
-// (lower case) to keep.
-func parseSKUFilter(expr string) (map[string]bool, error) {
-	fields := strings.Fields(expr)
-	if len(fields) < 3 {
-		return nil, badQuery("invalidFilter", "Invalid filter clause: '%s'.", expr)
-	}
-	if !strings.EqualFold(fields[0], "skuId") {
-		return nil, badQuery("invalidFilter", "Unsupported or invalid query filter clause specified for property '%s' of resource 'allotment'.", fields[0])
-	}
-	guid := func(v string) (string, error) {
-		if strings.HasPrefix(v, "'") {
-			return "", badQuery("invalidFilter", "A binary operator with incompatible types was detected. Found operand types 'Edm.Guid' and 'Edm.String' for operator kind 'Equal'.")
-		}
-		if !isGUID(v) {
-			return "", badQuery("invalidFilter", "Unrecognized 'Edm.Guid' literal '%s' in filter clause.", v)
-		}
-		return strings.ToLower(v), nil
-	}
-	want := map[string]bool{}
-	switch strings.ToLower(fields[1]) {
-	case "eq":
-		if len(fields) != 3 {
-			return nil, badQuery("invalidFilter", "Invalid filter clause: graphsim supports 'skuId eq <guid>' and 'skuId in (<guid>, ...)' only.")
-		}
-		g, err := guid(fields[2])
-		if err != nil {
-			return nil, err
-		}
-		want[g] = true
-	case "in":
-		list := strings.TrimSpace(strings.Join(fields[2:], " "))
-		if !strings.HasPrefix(list, "(") || !strings.HasSuffix(list, ")") {
-			return nil, badQuery("invalidFilter", "Invalid filter clause: the 'in' operator needs a parenthesized list.")
-		}
-		for item := range strings.SplitSeq(list[1:len(list)-1], ",") {
-			g, err := guid(strings.TrimSpace(item))
-			if err != nil {
-				return nil, err
-			}
-			want[g] = true
-		}
-	default:
-		return nil, badQuery("invalidFilter", "Invalid filter clause: operator '%s' is not supported for property 'skuId'.", fields[1])
-	}
-	return want, nil
-}
-
 // graphRoot is the absolute base of Graph as the caller reached it.
 func graphRoot(r *http.Request) string { return authorityBase(r) + graphBase }
 
@@ -291,7 +221,7 @@ func graphRoot(r *http.Request) string { return authorityBase(r) + graphBase }
 // literal $ in names, %20 for spaces.
 func queryString(opts map[string]string) string {
 	var parts []string
-	for _, name := range []string{"$filter", "$select", "$top", "$skiptoken"} {
+	for _, name := range []string{"$apply", "$expand", "$filter", "$select", "$top", "$deltatoken", "$skiptoken"} {
 		if v, ok := opts[name]; ok {
 			parts = append(parts, name+"="+strings.ReplaceAll(url.QueryEscape(v), "+", "%20"))
 		}

@@ -303,6 +303,29 @@ func (s *Server) MintToken(roles []string) (string, error) {
 	return s.issue(s.apps[0].ClientID, roles)
 }
 
+// MintDelegatedToken returns a valid bearer token as a signed-in user
+// gets it through a public client (delegated permissions): idtyp "user",
+// oid = userID, scp = the scopes. /me resolves to the oid.
+func (s *Server) MintDelegatedToken(userID string, scopes []string) (string, error) {
+	now := s.Now()
+	c := claims{
+		Aud:      graphAudience,
+		Iss:      tokenIssuer(s.tenantID),
+		Iat:      now.Unix(),
+		Nbf:      now.Unix(),
+		Exp:      now.Add(tokenLifetime).Unix(),
+		AppID:    s.apps[0].ClientID,
+		AppIDAcr: "0", // public client
+		IDType:   "user",
+		OID:      userID,
+		Scp:      strings.Join(scopes, " "),
+		Sub:      userID,
+		TID:      s.tenantID,
+		Ver:      "1.0",
+	}
+	return signJWT(c, s.key, s.kid)
+}
+
 // issue signs an access token for Microsoft Graph.
 func (s *Server) issue(clientID string, roles []string) (string, error) {
 	now := s.Now()

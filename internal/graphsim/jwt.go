@@ -28,6 +28,7 @@ type claims struct {
 	IDType   string   `json:"idtyp"`
 	OID      string   `json:"oid"`
 	Roles    []string `json:"roles,omitempty"`
+	Scp      string   `json:"scp,omitempty"` // delegated permissions, space-separated
 	Sub      string   `json:"sub"`
 	TID      string   `json:"tid"`
 	Ver      string   `json:"ver"`
