@@ -273,8 +273,11 @@ func (s *Server) Close() error {
 }
 
 // Now is the simulator's clock: Options.Clock (or the real time) plus
-// what AdvanceClock added.
-func (s *Server) Now() time.Time { return s.now().Add(time.Duration(s.offset.Load())) }
+// what AdvanceClock added, in UTC, to Graph's resolution of 100 ns (the
+// seven fractional digits timestamps carry on the wire).
+func (s *Server) Now() time.Time {
+	return s.now().Add(time.Duration(s.offset.Load())).UTC().Truncate(100 * time.Nanosecond)
+}
 
 // AdvanceClock moves the simulator's clock forward by d (a negative d is
 // refused) and returns the new time.

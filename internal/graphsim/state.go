@@ -313,6 +313,7 @@ func (s *Server) load(t Tenant) error {
 		if w.Since.IsZero() {
 			w.Since = now
 		}
+		w.Since = w.Since.UTC().Truncate(100 * time.Nanosecond)
 		st.waiting[w.ID] = &w
 		st.queue[w.AllotmentID] = append(st.queue[w.AllotmentID], &w)
 	}
@@ -328,6 +329,7 @@ func (s *Server) load(t Tenant) error {
 		if e.OccurredAt.IsZero() {
 			e.OccurredAt = now
 		}
+		e.OccurredAt = e.OccurredAt.UTC().Truncate(100 * time.Nanosecond)
 		st.errs[e.ID] = &e
 	}
 	if err := errors.Join(errs...); err != nil {
