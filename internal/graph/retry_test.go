@@ -257,6 +257,9 @@ func TestClient_LogsThrottlePressureWithoutSecrets(t *testing.T) {
 	if _, err := c.GetAllotment(context.Background(), graphsim.DemoTenant().Allotments[0].ID); err != nil {
 		t.Fatal(err)
 	}
+	if got := c.Stats().ThrottleLimitPercentage; got != 0.9 {
+		t.Errorf("Stats.ThrottleLimitPercentage = %v, want 0.9", got)
+	}
 	out := logs.String()
 	if !strings.Contains(out, "level=WARN") || !strings.Contains(out, "percentage=0.9") {
 		t.Errorf("no warning with the throttle percentage:\n%s", out)
