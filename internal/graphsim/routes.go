@@ -624,5 +624,3 @@ func (s *Server) serveWrite(w http.ResponseWriter, r *http.Request, t *target, n
 	writeJSON(w, http.StatusOK, odataJSON, append(jobj{{"@odata.context", graphRoot(r) + "/$metadata#admin/cloudLicensing/assignments/$entity"}}, out...))
 }
 
-func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request, c claims, now time.Time)  {}
-func (s *Server) serveDelta(w http.ResponseWriter, r *http.Request, t *target, now time.Time) {}
