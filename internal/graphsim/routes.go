@@ -623,4 +623,3 @@ func (s *Server) serveWrite(w http.ResponseWriter, r *http.Request, t *target, n
 	}
 	writeJSON(w, http.StatusOK, odataJSON, append(jobj{{"@odata.context", graphRoot(r) + "/$metadata#admin/cloudLicensing/assignments/$entity"}}, out...))
 }
-
