@@ -1,10 +1,16 @@
 package graph_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -192,4 +198,79 @@ func TestClient_UsersDeltaExpired(t *testing.T) {
 			t.Errorf("err = %v after %d requests, want a refusal before any", err, c.Stats().Requests)
 		}
 	})
+}
+
+func TestClient_BatchRetriesThrottledSubRequests(t *testing.T) {
+	t.Parallel()
+	// The first batch's answers for requests 2 and 5 are turned into 429s,
+	// as Graph throttles sub-requests one by one.
+	var (
+		mu    sync.Mutex
+		sizes []int
+	)
+	throttleFirst := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !strings.HasSuffix(r.URL.Path, "/$batch") {
+				next.ServeHTTP(w, r)
+				return
+			}
+			body, _ := io.ReadAll(r.Body)
+			var req struct{ Requests []json.RawMessage }
+			_ = json.Unmarshal(body, &req)
+			mu.Lock()
+			sizes = append(sizes, len(req.Requests))
+			first := len(sizes) == 1
+			mu.Unlock()
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			rec := httptest.NewRecorder()
+			next.ServeHTTP(rec, r)
+			out := rec.Body.Bytes()
+			if first {
+				var resp struct {
+					Responses []map[string]any `json:"responses"`
+				}
+				if err := json.Unmarshal(out, &resp); err != nil {
+					panic(err)
+				}
+				for _, sub := range resp.Responses {
+					if sub["id"] == "2" || sub["id"] == "5" {
+						sub["status"] = 429
+						sub["headers"] = map[string]string{"Retry-After": "0"}
+						sub["body"] = map[string]any{"error": map[string]any{"code": "TooManyRequests", "message": "slow down"}}
+					}
+				}
+				out, _ = json.Marshal(resp)
+			}
+			for k, v := range rec.Header() {
+				w.Header()[k] = v
+			}
+			w.Header().Del("Content-Length")
+			w.WriteHeader(rec.Code)
+			_, _ = w.Write(out)
+		})
+	}
+	f := newFront(t, graphsim.Options{}, throttleFirst)
+	c := f.client(t, graph.Options{})
+	users := f.sim.Users()[:6]
+	var reqs []graph.BatchRequest
+	for _, u := range users {
+		reqs = append(reqs, graph.BatchRequest{Method: http.MethodGet, URL: "/users/" + u.ID + "/cloudLicensing/assignments"})
+	}
+	resps, err := c.Batch(context.Background(), reqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range resps {
+		if r.Status != http.StatusOK || r.ID != fmt.Sprint(i+1) {
+			t.Errorf("response %d: id %q status %d, want 200", i, r.ID, r.Status)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !cmp.Equal(sizes, []int{6, 2}) {
+		t.Errorf("batch sizes %v, want 6 then the 2 throttled ones", sizes)
+	}
+	if st := c.Stats(); st.Requests != 2 || st.Throttled != 2 || st.Retries != 2 {
+		t.Errorf("Stats = %+v, want 2 requests, 2 throttled, 2 retries", st)
+	}
 }
