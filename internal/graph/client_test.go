@@ -263,7 +263,7 @@ func TestNew_Options(t *testing.T) {
 	if _, err := graph.New(nil, graph.Options{}); err == nil {
 		t.Error("New(nil credential) succeeded")
 	}
-	for _, o := range []graph.Options{{BaseURL: "graph.microsoft.com/beta"}, {BaseURL: "ftp://x/beta"}, {PageSize: 1000}, {PageSize: -1}} {
+	for _, o := range []graph.Options{{BaseURL: "graph.microsoft.com/beta"}, {BaseURL: "ftp://x/beta"}, {PageSize: 1000}, {PageSize: -1}, {MaxConcurrent: -1}} {
 		if _, err := graph.New(cred, o); err == nil {
 			t.Errorf("New(%+v) succeeded", o)
 		}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -282,5 +283,32 @@ func TestClient_MaxConcurrent(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+func TestClient_DeleteWhoseAnswerWasLost(t *testing.T) {
+	t.Parallel()
+	// The first DELETE reaches the simulator, which deletes; then the
+	// connection is reset, so the client cannot know. Its retry finds
+	// nothing (404), which means the first attempt worked.
+	var sim http.Handler
+	deleteThenReset := func(w http.ResponseWriter, r *http.Request) bool {
+		sim.ServeHTTP(httptest.NewRecorder(), r)
+		return reset(w, r)
+	}
+	f := newFront(t, graphsim.Options{}, nil, deleteThenReset)
+	sim = f.sim.Handler()
+	c := f.client(t, graph.Options{})
+	id := f.sim.Assignments()[0].ID
+	if err := c.DeleteAssignment(context.Background(), id); err != nil {
+		t.Fatalf("DeleteAssignment: %v", err)
+	}
+	for _, a := range f.sim.Assignments() {
+		if a.ID == id {
+			t.Fatal("the assignment is still there")
+		}
+	}
+	if got := f.graphMethods(); !cmp.Equal(got, []string{http.MethodDelete, http.MethodDelete}) {
+		t.Errorf("requests = %v, want the DELETE and its retry", got)
 	}
 }
