@@ -22,3 +22,6 @@ var UpdateBody = updateBody
 
 // UnwrapEntity exposes the single-entity unwrapping to the external tests.
 var UnwrapEntity = unwrapEntity
+
+// KeyURL exposes key-literal addressing to the external tests.
+func KeyURL(c *Client, collection, key string) string { return c.keyURL(Query{}, collection, key) }

@@ -193,3 +193,22 @@ func TestCreateAssignment_Validation(t *testing.T) {
 		t.Errorf("body = %s, %v", body, err)
 	}
 }
+
+func TestKeyURL(t *testing.T) {
+	t.Parallel()
+	cred, err := graph.NewCredential(graph.CredentialConfig{TenantID: "t", ClientID: "c", ClientSecret: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := graph.New(cred, graph.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Graph reads a segment starting with $ as a system segment, so such a
+	// UPN is addressed as users('…'), its quotes doubled, / and # escaped.
+	got := graph.KeyURL(c, "users", "$o'neil/x#1@contoso.com")
+	want := "https://graph.microsoft.com/beta/users('$o''neil%2Fx%231@contoso.com')"
+	if got != want {
+		t.Errorf("KeyURL =\n %s\nwant\n %s", got, want)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"iter"
 	"net/http"
+	"net/url"
 	"strings"
 )
 
@@ -96,7 +97,7 @@ func (c *Client) GetUser(ctx context.Context, idOrUPN string) (User, error) {
 	if strings.HasPrefix(idOrUPN, "$") {
 		// Graph reads a segment starting with $ as a system segment; a UPN
 		// that starts with $ must be addressed as a key literal.
-		u = c.pathURL(q, "users("+StringLiteral(idOrUPN)+")")
+		u = c.keyURL(q, "users", idOrUPN)
 	}
 	body, err := c.get(ctx, u)
 	if err != nil {
@@ -107,6 +108,17 @@ func (c *Client) GetUser(ctx context.Context, idOrUPN string) (User, error) {
 		return User{}, fmt.Errorf("get user %q: %w", idOrUPN, err)
 	}
 	return usr, nil
+}
+
+// keyURL addresses an entity of a collection by key-literal syntax,
+// collection('key'), for keys that cannot stand as a path segment.
+func (c *Client) keyURL(q Query, collection, key string) string {
+	u := *c.base
+	lit := strings.ReplaceAll(url.PathEscape(StringLiteral(key)), "%27", "'")
+	u.RawPath = strings.TrimSuffix(u.EscapedPath(), "/") + "/" + collection + "(" + lit + ")"
+	u.Path, _ = url.PathUnescape(u.RawPath)
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // ErrDeltaExpired is wrapped by UsersDelta's error when Graph no longer
