@@ -37,7 +37,7 @@ func (s *Server) MintCallerToken(t CallerToken) (string, error) {
 	if lifetime == 0 {
 		lifetime = tokenLifetime
 	}
-	now := s.now()
+	now := s.tokenNow()
 	nbf := now
 	if lifetime < 0 {
 		nbf = now.Add(2 * lifetime)

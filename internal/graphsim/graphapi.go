@@ -68,7 +68,9 @@ func (s *Server) serveGraph(w http.ResponseWriter, r *http.Request, path string)
 		}
 	}
 	now := s.Now()
-	c, problem := s.authenticate(r, now)
+	// Tokens live in the authority's time, which AdvanceClock does not
+	// move: time travel in the tenant must not log clients out.
+	c, problem := s.authenticate(r, s.tokenNow())
 	if problem != "" {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="", authorization_uri="`+authorityBase(r)+"/"+s.tenantID+`/oauth2/authorize", client_id="`+graphAppID+`"`)
 		writeGraphError(w, r, now, http.StatusUnauthorized, "InvalidAuthenticationToken", "", problem)

@@ -310,7 +310,7 @@ func (s *Server) MintToken(roles []string) (string, error) {
 // gets it through a public client (delegated permissions): idtyp "user",
 // oid = userID, scp = the scopes. /me resolves to the oid.
 func (s *Server) MintDelegatedToken(userID string, scopes []string) (string, error) {
-	now := s.Now()
+	now := s.tokenNow()
 	c := claims{
 		Aud:      graphAudience,
 		Iss:      tokenIssuer(s.tenantID),
@@ -329,9 +329,15 @@ func (s *Server) MintDelegatedToken(userID string, scopes []string) (string, err
 	return signJWT(c, s.key, s.kid)
 }
 
+// tokenNow is the authority's time: Options.Clock, without the offset
+// AdvanceClock adds to the tenant's time. Token lifetimes are checked
+// against it, so that a client holding a token across simulated days is
+// not logged out by the time travel (real tokens age in real time).
+func (s *Server) tokenNow() time.Time { return s.now().UTC() }
+
 // issue signs an access token for Microsoft Graph.
 func (s *Server) issue(clientID string, roles []string) (string, error) {
-	now := s.Now()
+	now := s.tokenNow()
 	c := claims{
 		Aud:      graphAudience,
 		Iss:      tokenIssuer(s.tenantID),
