@@ -23,6 +23,7 @@ type config struct {
 	DatabaseURL     string // may hold a password: never log it raw
 	DataDir         string
 	SyncInterval    time.Duration
+	SyncMaxRemove   float64
 	ShutdownTimeout time.Duration
 	LogLevel        slog.Level
 	LogFormat       string
@@ -97,6 +98,7 @@ func newFlagSet(c *config, defaultDataDir string, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.DatabaseURL, "database-url", "", "PostgreSQL URL; empty starts an embedded PostgreSQL in -data-dir")
 	fs.StringVar(&c.DataDir, "data-dir", defaultDataDir, "directory of the embedded PostgreSQL cluster (used when -database-url is empty)")
 	fs.DurationVar(&c.SyncInterval, "sync-interval", 15*time.Minute, "time between the end of one sync and the start of the next")
+	fs.Float64Var(&c.SyncMaxRemove, "sync-max-remove", 0.2, "mass-deletion guard: hold a sync that would remove more than this share of current assignments or users (0..1)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "time allowed to drain requests on SIGINT/SIGTERM")
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "log format: json or text")
@@ -156,6 +158,9 @@ func (c config) validate() error {
 	if c.SyncInterval < time.Second {
 		errs = append(errs, fmt.Errorf("sync-interval: %v is too short (minimum 1s)", c.SyncInterval))
 	}
+	if c.SyncMaxRemove <= 0 || c.SyncMaxRemove > 1 {
+		errs = append(errs, fmt.Errorf("sync-max-remove: %v is outside (0, 1]", c.SyncMaxRemove))
+	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("shutdown-timeout: must be positive"))
 	}
@@ -187,6 +192,7 @@ func (c config) LogValue() slog.Value {
 		slog.String("database_url", redactURL(c.DatabaseURL)),
 		slog.String("data_dir", c.DataDir),
 		slog.Duration("sync_interval", c.SyncInterval),
+		slog.Float64("sync_max_remove", c.SyncMaxRemove),
 		slog.String("graph_mode", c.Graph.Mode),
 		slog.Bool("graph_simulated", c.Graph.simulated()),
 		slog.String("graph_url", c.Graph.URL),

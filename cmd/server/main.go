@@ -127,7 +127,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 
 	syncer := mirrorsync.New(gc, st, mirrorsync.Options{
-		Interval: cfg.SyncInterval,
+		Interval:          cfg.SyncInterval,
+		MaxRemoveFraction: cfg.SyncMaxRemove,
 		Logger:   log.With("component", "sync"),
 	})
 	grpcServer := api.NewGRPCServer(api.Deps{
@@ -147,7 +148,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return fmt.Errorf("http listener: %w", err)
 	}
 	defer httpLis.Close()
-	gateway, closeGateway, err := api.NewGateway(ctx, grpcLis.Addr().String(), api.Readiness(st, syncer.Synced()))
+	gateway, closeGateway, err := api.NewGateway(ctx, grpcLis.Addr().String(), api.Readiness(st, syncer.Ready))
 	if err != nil {
 		return err
 	}

@@ -350,7 +350,11 @@ func TestRun_MirrorsConfiguredTenant(t *testing.T) {
 			{"/v1/allotments?pageToken=not-a-token", http.StatusBadRequest, codes.InvalidArgument, "page_token"},
 			{"/v1/allotments?pageSize=-1", http.StatusBadRequest, codes.InvalidArgument, "page_size"},
 			{"/v1/allotments?skuId=ENTERPRISEPACK", http.StatusBadRequest, codes.InvalidArgument, "sku_id"},
-			{"/v1/assignments", http.StatusNotImplemented, codes.Unimplemented, ""},
+			{"/v1/users/someone@contoso.example/license-status", http.StatusNotImplemented, codes.Unimplemented, ""},
+			{"/v1/assignments?asOf=yesterday", http.StatusBadRequest, codes.InvalidArgument, ""},
+			{"/v1/assignments?skuId=not-a-guid", http.StatusBadRequest, codes.InvalidArgument, "sku_id"},
+			{"/v1/allotments/" + want[0].GetId() + "/history?from=2026-13-01", http.StatusBadRequest, codes.InvalidArgument, "from"},
+			{"/v1/allotments/no-such-allotment/assignments", http.StatusNotFound, codes.NotFound, "not found"},
 		}
 		for _, tt := range tests {
 			code, body := svc.get(t, tt.path)
@@ -373,6 +377,37 @@ func TestRun_MirrorsConfiguredTenant(t *testing.T) {
 		_, err = seatledgerv1.NewAllotmentServiceClient(svc.conn).ListAllotments(context.Background(), &seatledgerv1.ListAllotmentsRequest{PageToken: "%%%"})
 		if status.Code(err) != codes.InvalidArgument {
 			t.Errorf("ListAllotments(bad token) error = %v, want INVALID_ARGUMENT", err)
+		}
+	})
+	t.Run("REST serves every mirrored collection", func(t *testing.T) {
+		for _, c := range []struct {
+			path, field string
+			want        int
+		}{
+			{"/v1/assignments?pageSize=1000", "assignments", len(sim.Assignments())},
+			{"/v1/waiting-members?pageSize=1000", "waitingMembers", len(sim.WaitingMembers())},
+			{"/v1/assignment-errors?pageSize=1000", "assignmentErrors", len(sim.AssignmentErrors())},
+			{"/v1/allotments/" + want[0].GetId() + "/history?granularity=HISTORY_GRANULARITY_RUN", "points", 1},
+		} {
+			code, body := svc.get(t, c.path)
+			var got map[string]json.RawMessage
+			if err := json.Unmarshal(body, &got); code != http.StatusOK || err != nil {
+				t.Errorf("GET %s = %d %s", c.path, code, body)
+				continue
+			}
+			var items []json.RawMessage
+			if err := json.Unmarshal(got[c.field], &items); err != nil {
+				t.Errorf("GET %s: %q is not a list: %s", c.path, c.field, body)
+			}
+			// History has one point per run (at least this test's); the
+			// collections must match the simulator exactly.
+			if c.want == 0 || len(items) < c.want || c.field != "points" && len(items) != c.want {
+				t.Errorf("GET %s lists %d %s, want %d (the simulator's)", c.path, len(items), c.field, c.want)
+			}
+		}
+		code, body := svc.get(t, "/v1/subscriptions")
+		if code != http.StatusOK || !strings.Contains(string(body), want[0].GetSubscriptions()[0].GetSubscriptionId()) {
+			t.Errorf("GET /v1/subscriptions = %d %s; want the allotments' subscriptions", code, body)
 		}
 	})
 	t.Run("health, readiness and OpenAPI", func(t *testing.T) {

@@ -71,9 +71,8 @@ func NewGateway(ctx context.Context, grpcAddr string, ready func(context.Context
 }
 
 // Readiness returns the /readyz check: Postgres answers, every embedded
-// migration is applied, and this process has completed its first sync
-// (synced is closed then).
-func Readiness(st *store.Store, synced <-chan struct{}) func(context.Context) error {
+// migration is applied, and synced reports the mirror has been synced.
+func Readiness(st *store.Store, synced func(context.Context) error) func(context.Context) error {
 	return func(ctx context.Context) error {
 		if err := st.Ping(ctx); err != nil {
 			return errors.New("postgres is not reachable")
@@ -85,12 +84,7 @@ func Readiness(st *store.Store, synced <-chan struct{}) func(context.Context) er
 		case !ok:
 			return errors.New("migrations are not applied")
 		}
-		select {
-		case <-synced:
-			return nil
-		default:
-			return errors.New("first sync has not completed")
-		}
+		return synced(ctx)
 	}
 }
 

@@ -231,6 +231,9 @@ type ListWaitingMembersParams struct {
 	// Filters; "" matches everything. Department is the member user's
 	// department at the same time; SKUID the allotment's.
 	AllotmentID, SKUID, MemberID, Department string
+	// WaitingBefore, when set, keeps only members waiting since that time
+	// or earlier (a minimum wait age).
+	WaitingBefore time.Time
 	// AsOf reads the versions valid at that time; zero reads the current
 	// state.
 	AsOf time.Time
@@ -256,6 +259,9 @@ func (s *Store) ListWaitingMembers(ctx context.Context, p ListWaitingMembersPara
 	}
 	if p.Department != "" {
 		b.and("u.department = " + b.arg(p.Department))
+	}
+	if !p.WaitingBefore.IsZero() {
+		b.and("w.waiting_since <= " + b.arg(p.WaitingBefore))
 	}
 	q := `
 		WITH w AS (

@@ -3,9 +3,14 @@
 //
 // It is level-triggered, like a Kubernetes controller: every run reads the
 // full current state from Graph and asks the store to make the mirror equal
-// to it, so a missed, repeated or failed run is harmless. A run either
-// applies completely, in one store transaction, or changes nothing but its
-// own sync_runs record.
+// to it, so a missed, repeated or failed run is harmless. A run streams
+// each collection page by page into a store snapshot (staging tables) and
+// then applies the whole snapshot in one transaction: readers see the
+// previous run or this one, never a mix, and a run that fails anywhere
+// changes nothing but its own sync_runs record.
+//
+// Only one replica syncs at a time: Run holds a Postgres advisory lock while
+// it loops; the others wait for it and keep serving reads.
 //
 // The package is named sync because the design card names the directory;
 // inside it, the standard library's sync is imported as gosync if needed.
@@ -15,19 +20,32 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/seatledger/seatledger/internal/graph"
 	"github.com/seatledger/seatledger/internal/store"
 )
 
+// ErrNotLeader is returned by RunNow when another replica holds the sync
+// lock: the sync is that replica's to run.
+var ErrNotLeader = errors.New("another replica is the sync leader")
+
+// leaderLockName names the advisory lock that elects the syncing replica.
+const leaderLockName = "seatledger:sync"
+
 // Options tunes a Syncer. The zero value is usable.
 type Options struct {
 	// Interval is the time from the end of one run to the start of the
-	// next; 0 means 15 minutes. Each wait is jittered by up to 10 %.
+	// next; 0 means 15 minutes. Each wait is jittered by ±10 %.
 	Interval time.Duration
+	// MaxRemoveFraction is the mass-deletion guard: a run that would remove
+	// more than this share of the current assignments or users is held
+	// until forced. 0 means 0.2.
+	MaxRemoveFraction float64
 	// Logger receives progress and one summary line per run; nil discards.
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now. Tests pin it.
@@ -37,36 +55,55 @@ type Options struct {
 // Syncer runs syncs from a Graph client into a store. Create it with New;
 // it is safe for concurrent use, and runs never overlap within a process.
 type Syncer struct {
-	graph    *graph.Client
-	store    *store.Store
-	log      *slog.Logger
-	interval time.Duration
-	now      func() time.Time
+	graph     *graph.Client
+	store     *store.Store
+	log       *slog.Logger
+	interval  time.Duration
+	maxRemove float64
+	now       func() time.Time
 
-	running chan struct{} // capacity 1: held while a run is in progress
-	trigger chan struct{} // capacity 1: pending requests coalesce
-	synced  chan struct{} // closed after this process's first successful run
+	running  chan struct{}   // capacity 1: held while a run is in progress
+	trigger  chan struct{}   // capacity 1: pending requests coalesce
+	requests chan runRequest // RunNow's requests to the leading loop
+	synced   chan struct{}   // closed after this process's first successful run
+	leading  atomic.Bool     // Run holds the leader lock
+	held     atomic.Int64    // runs held by the mass-deletion guard (a metric)
 
-	afterRun func(store.SyncRun, error) // for tests: called at the end of every RunOnce
+	afterRun func(store.SyncRun, error) // for tests: called at the end of every run
+}
+
+type runRequest struct {
+	force bool
+	reply chan runResult
+}
+
+type runResult struct {
+	run store.SyncRun
+	err error
 }
 
 // New returns a Syncer that reads from gc and writes to st.
 func New(gc *graph.Client, st *store.Store, opts Options) *Syncer {
 	s := &Syncer{
-		graph:    gc,
-		store:    st,
-		log:      opts.Logger,
-		interval: opts.Interval,
-		now:      opts.Now,
-		running:  make(chan struct{}, 1),
-		trigger:  make(chan struct{}, 1),
-		synced:   make(chan struct{}),
+		graph:     gc,
+		store:     st,
+		log:       opts.Logger,
+		interval:  opts.Interval,
+		maxRemove: opts.MaxRemoveFraction,
+		now:       opts.Now,
+		running:   make(chan struct{}, 1),
+		trigger:   make(chan struct{}, 1),
+		requests:  make(chan runRequest),
+		synced:    make(chan struct{}),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	if s.interval <= 0 {
 		s.interval = 15 * time.Minute
+	}
+	if s.maxRemove <= 0 {
+		s.maxRemove = 0.2
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -75,8 +112,29 @@ func New(gc *graph.Client, st *store.Store, opts Options) *Syncer {
 }
 
 // Synced is closed once this process has completed its first successful
-// run. Readiness checks and tests select on it.
+// run. Tests select on it.
 func (s *Syncer) Synced() <-chan struct{} { return s.synced }
+
+// Ready reports, for /readyz, whether the mirror is fit to serve: this
+// process has completed a run, or it does not lead and some replica has
+// (the leader's runs keep the mirror current).
+func (s *Syncer) Ready(ctx context.Context) error {
+	select {
+	case <-s.synced:
+		return nil
+	default:
+	}
+	if !s.leading.Load() {
+		if _, err := s.store.LastSuccessfulSyncRun(ctx); err == nil {
+			return nil
+		}
+	}
+	return errors.New("first sync has not completed")
+}
+
+// HeldRuns is the number of runs the mass-deletion guard has held since
+// the process started.
+func (s *Syncer) HeldRuns() int64 { return s.held.Load() }
 
 // Trigger asks Run for a run as soon as possible. Calls made while one is
 // already pending merge into it.
@@ -87,31 +145,88 @@ func (s *Syncer) Trigger() {
 	}
 }
 
-// RunNow runs a sync now, waiting for a run already in progress to finish
-// first, and returns the recorded run. force is accepted for the API
-// contract; the mass-deletion guard it overrides arrives with the full
-// mirror.
+// RunNow runs a sync now and returns its record. force lets a run that the
+// mass-deletion guard would hold apply. On the leading replica the request
+// goes to Run's loop (after a run in progress, if any); on a replica where
+// no Run loop leads, RunNow takes the lock itself for one run; when another
+// replica leads, it returns ErrNotLeader.
 func (s *Syncer) RunNow(ctx context.Context, force bool) (store.SyncRun, error) {
-	_ = force
-	return s.RunOnce(ctx)
+	req := runRequest{force: force, reply: make(chan runResult, 1)}
+	for attempt := 0; ; attempt++ {
+		if s.leading.Load() {
+			select {
+			case s.requests <- req:
+				select {
+				case res := <-req.reply:
+					return res.run, res.err
+				case <-ctx.Done():
+					return store.SyncRun{}, ctx.Err()
+				}
+			case <-ctx.Done():
+				return store.SyncRun{}, ctx.Err()
+			}
+		}
+		release, ok, err := s.store.TryLeaderLock(ctx, leaderLockName)
+		if err != nil {
+			return store.SyncRun{}, fmt.Errorf("sync leader lock: %w", err)
+		}
+		if ok {
+			defer release()
+			return s.runOnce(ctx, force)
+		}
+		// Our own loop may have just won the lock; look once more.
+		if attempt > 0 || !s.leading.Load() {
+			return store.SyncRun{}, ErrNotLeader
+		}
+	}
 }
 
-// Run syncs at once, then every interval and on Trigger, until ctx ends;
-// it returns nil then. A failed run is retried with jittered exponential
-// backoff (honouring Graph's Retry-After) instead of waiting a full
-// interval.
+// Run waits to become the sync leader, then syncs at once, every interval
+// and on Trigger or RunNow, until ctx ends; it returns nil then. When the
+// lock's connection breaks, it stops syncing and waits to lead again. A
+// failed run is retried with jittered exponential backoff (honouring
+// Graph's Retry-After) instead of waiting a full interval.
 func (s *Syncer) Run(ctx context.Context) error {
+	for ctx.Err() == nil {
+		err := s.store.WithLeaderLock(ctx, leaderLockName, s.lead)
+		if ctx.Err() != nil {
+			return nil
+		}
+		s.log.Warn("lost the sync leader lock; waiting to lead again", "err", err)
+		t := time.NewTimer(backoff(1, 0))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// lead is the loop of the leading replica; it returns when ctx ends, which
+// happens on shutdown or when the lock's connection breaks.
+func (s *Syncer) lead(ctx context.Context) error {
+	s.leading.Store(true)
+	defer s.leading.Store(false)
+	s.log.Info("leading the sync")
 	failures := 0
+	force := false
+	var waiting []runRequest
 	for {
+		run, err := s.runOnce(ctx, force)
+		for _, r := range waiting {
+			r.reply <- runResult{run, err}
+		}
+		waiting, force = nil, false
 		wait := jitter(s.interval)
-		if _, err := s.RunOnce(ctx); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil && !errors.Is(err, store.ErrMassDeletion):
 			failures++
 			wait = backoff(failures, graph.RetryAfter(err))
-			s.log.Warn("sync failed", "err", err, "retry_in", wait)
-		} else {
+			s.log.Warn("sync failed", "err", err, "retry_in", wait.Round(time.Millisecond))
+		default:
 			failures = 0
 		}
 		// The timer starts at the end of a run, so runs never pile up.
@@ -119,19 +234,27 @@ func (s *Syncer) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil
+			return ctx.Err()
 		case <-t.C:
 		case <-s.trigger:
 			t.Stop()
+		case r := <-s.requests:
+			t.Stop()
+			waiting, force = append(waiting, r), r.force
 		}
 	}
 }
 
-// RunOnce does one full pass: it pages through every allotment in Graph,
-// then applies the snapshot to the store in one transaction together with
-// the run's sync_runs record. On failure nothing but a failed sync_runs
-// record is written, and the error is returned.
-func (s *Syncer) RunOnce(ctx context.Context) (run store.SyncRun, err error) {
+// RunOnce does one full pass without taking the leader lock (tests and
+// single-process tools use it): see runOnce.
+func (s *Syncer) RunOnce(ctx context.Context) (store.SyncRun, error) {
+	return s.runOnce(ctx, false)
+}
+
+// runOnce reads every mirrored collection from Graph into a store snapshot
+// and applies it. A users delta link that Graph no longer accepts costs one
+// more pass with a full users listing.
+func (s *Syncer) runOnce(ctx context.Context, force bool) (run store.SyncRun, err error) {
 	if s.afterRun != nil {
 		defer func() { s.afterRun(run, err) }()
 	}
@@ -142,28 +265,50 @@ func (s *Syncer) RunOnce(ctx context.Context) (run store.SyncRun, err error) {
 	}
 	defer func() { <-s.running }()
 
-	run = store.SyncRun{StartedAt: s.now(), Outcome: store.OutcomeRunning}
-	before := s.graph.Stats()
-	s.log.Info("sync started")
+	run, err = s.pass(ctx, force, false)
+	if errors.Is(err, graph.ErrDeltaExpired) {
+		s.log.Warn("users delta link expired; listing all users")
+		run, err = s.pass(ctx, force, true)
+	}
+	return run, err
+}
 
-	snapshot, err := s.readAllotments(ctx)
-	after := s.graph.Stats()
-	run.GraphRequests = after.Requests - before.Requests
-	run.Throttled = after.Throttled - before.Throttled
-	run.BytesReceived = after.BytesReceived - before.BytesReceived
+// pass is one attempt at a run; fullUsers ignores the stored delta link.
+func (s *Syncer) pass(ctx context.Context, force, fullUsers bool) (store.SyncRun, error) {
+	run := store.SyncRun{StartedAt: s.now(), Outcome: store.OutcomeRunning}
+	before := s.graph.Stats()
+	s.log.Info("sync started", "full_users", fullUsers)
+
+	sn, err := s.store.BeginSnapshot(ctx, run.StartedAt)
 	if err != nil {
-		return s.fail(ctx, run, err)
+		return s.fail(ctx, run, before, fmt.Errorf("begin snapshot: %w", err))
 	}
-	res, err := s.store.ApplyAllotments(ctx, run, snapshot)
-	if err != nil {
-		return s.fail(ctx, run, fmt.Errorf("apply snapshot: %w", err))
+	applied := false
+	defer func() {
+		if !applied {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			if err := sn.Discard(dctx); err != nil {
+				s.log.Warn("discard snapshot", "err", err)
+			}
+		}
+	}()
+	if err := s.stage(ctx, sn, fullUsers); err != nil {
+		return s.fail(ctx, run, before, err)
 	}
-	c := res.Counts["allotments"]
-	s.log.Info("sync done", "run_id", res.ID,
-		"allotments", len(snapshot), "added", c.Added, "changed", c.Changed,
-		"removed", c.Removed, "unchanged", c.Unchanged,
-		"graph_requests", res.GraphRequests, "throttled", res.Throttled,
-		"took", res.FinishedAt.Sub(res.StartedAt).Round(time.Millisecond))
+	s.countGraph(&run, before)
+	res, err := sn.Apply(ctx, run, store.ApplyOptions{MaxRemoveFraction: s.maxRemove, Force: force})
+	applied = err == nil || errors.Is(err, store.ErrMassDeletion)
+	switch {
+	case errors.Is(err, store.ErrMassDeletion):
+		s.held.Add(1)
+		s.log.Error("sync held by the mass-deletion guard: nothing applied; POST /v1/sync:run with force=true applies it",
+			"run_id", res.ID, "reason", res.Error, "held_runs", s.held.Load())
+		return res, err
+	case err != nil:
+		return s.fail(ctx, run, before, fmt.Errorf("apply snapshot: %w", err))
+	}
+	s.logDone(res)
 	select {
 	case <-s.synced:
 	default:
@@ -172,23 +317,149 @@ func (s *Syncer) RunOnce(ctx context.Context) (run store.SyncRun, err error) {
 	return res, nil
 }
 
-// readAllotments pages through Graph's allotments. Allotments are few (one
-// per purchase batch), so holding them in memory is bounded by the tenant's
-// purchases, not its users.
-func (s *Syncer) readAllotments(ctx context.Context) ([]store.Allotment, error) {
-	var snapshot []store.Allotment
-	for a, err := range s.graph.Allotments(ctx) {
-		if err != nil {
-			return nil, fmt.Errorf("list allotments: %w", err)
-		}
-		snapshot = append(snapshot, allotmentFromGraph(a))
+// stage streams every collection into sn. Allotments, assignments and
+// errors are one listing each; waiting members are listed per allotment
+// (Graph has no tenant-wide listing); users come from users/delta; group
+// memberships are listed for the groups that hold an assignment.
+func (s *Syncer) stage(ctx context.Context, sn *store.Snapshot, fullUsers bool) error {
+	var allotmentIDs []string
+	allotments := mapSeq(s.graph.Allotments(ctx), func(a graph.Allotment) store.Allotment {
+		allotmentIDs = append(allotmentIDs, a.ID)
+		return allotmentFromGraph(a)
+	})
+	if _, err := sn.StageAllotments(ctx, withProgress(s.log, "allotments", allotments)); err != nil {
+		return fmt.Errorf("allotments: %w", err)
 	}
-	return snapshot, nil
+
+	groups := map[string]bool{}
+	assignments := mapSeq(s.graph.Assignments(ctx), func(a graph.Assignment) store.Assignment {
+		if a.AssignedTo.Type == "group" {
+			groups[a.AssignedTo.ID] = true
+		}
+		return assignmentFromGraph(a)
+	})
+	if _, err := sn.StageAssignments(ctx, withProgress(s.log, "assignments", assignments)); err != nil {
+		return fmt.Errorf("assignments: %w", err)
+	}
+
+	waiting := func(yield func(store.WaitingMember, error) bool) {
+		for _, id := range allotmentIDs {
+			for w, err := range s.graph.AllotmentWaitingMembers(ctx, id) {
+				if err != nil {
+					yield(store.WaitingMember{}, fmt.Errorf("allotment %s: %w", id, err))
+					return
+				}
+				if w.AllotmentID == "" {
+					w.AllotmentID = id
+				}
+				if !yield(waitingMemberFromGraph(w), nil) {
+					return
+				}
+			}
+		}
+	}
+	if _, err := sn.StageWaitingMembers(ctx, withProgress(s.log, "waiting_members", waiting)); err != nil {
+		return fmt.Errorf("waiting members: %w", err)
+	}
+
+	errs := mapSeq(s.graph.AssignmentErrors(ctx), assignmentErrorFromGraph)
+	if _, err := sn.StageAssignmentErrors(ctx, withProgress(s.log, "assignment_errors", errs)); err != nil {
+		return fmt.Errorf("assignment errors: %w", err)
+	}
+
+	if err := s.stageUsers(ctx, sn, fullUsers); err != nil {
+		return err
+	}
+
+	for g := range groups {
+		members := mapSeq(s.graph.GroupMembers(ctx, g), func(m graph.DirectoryObject) store.GroupMember {
+			return store.GroupMember{GroupID: g, MemberID: m.ID, MemberType: m.Type}
+		})
+		if _, err := sn.StageGroupMembers(ctx, g, members); err != nil {
+			return fmt.Errorf("members of group %s: %w", g, err)
+		}
+	}
+	return nil
+}
+
+// stageUsers follows users/delta from the stored link (a full listing when
+// there is none or fullUsers is set) and stages the changes, the removals
+// and the new link, all applied with the rest of the snapshot.
+func (s *Syncer) stageUsers(ctx context.Context, sn *store.Snapshot, fullUsers bool) error {
+	link := ""
+	if !fullUsers {
+		var err error
+		if link, err = s.store.UsersDeltaLink(ctx); err != nil {
+			return fmt.Errorf("users delta link: %w", err)
+		}
+	}
+	full := link == ""
+	var removed []string
+	var next string
+	var deltaErr error
+	users := func(yield func(store.User, error) bool) {
+		stop := errors.New("stop")
+		next, deltaErr = s.graph.UsersDelta(ctx, link, func(u graph.User) error {
+			if u.Removed {
+				removed = append(removed, u.ID)
+				return nil
+			}
+			if !yield(userFromGraph(u), nil) {
+				return stop
+			}
+			return nil
+		})
+		if errors.Is(deltaErr, stop) {
+			return
+		}
+		if deltaErr != nil {
+			yield(store.User{}, deltaErr)
+		}
+	}
+	if _, err := sn.StageUsers(ctx, full, withProgress(s.log, "users", users)); err != nil {
+		return fmt.Errorf("users: %w", err)
+	}
+	if deltaErr != nil {
+		return fmt.Errorf("users: %w", deltaErr)
+	}
+	if !full && len(removed) > 0 {
+		if err := sn.StageUserRemovals(ctx, removed); err != nil {
+			return fmt.Errorf("user removals: %w", err)
+		}
+	}
+	sn.SetUsersDeltaLink(next)
+	return nil
+}
+
+// progressEvery is how many rows pass between two progress lines.
+const progressEvery = 50_000
+
+// withProgress passes seq through, logging every progressEvery rows so that
+// a long run shows its pace, and the total at debug level.
+func withProgress[T any](log *slog.Logger, entity string, seq iter.Seq2[T, error]) iter.Seq2[T, error] {
+	return func(yield func(T, error) bool) {
+		start := time.Now()
+		n := 0
+		for v, err := range seq {
+			if err == nil {
+				n++
+				if n%progressEvery == 0 {
+					log.Info("sync progress", "entity", entity, "rows", n,
+						"rows_per_sec", int(float64(n)/max(time.Since(start).Seconds(), 1e-9)))
+				}
+			}
+			if !yield(v, err) {
+				return
+			}
+		}
+		log.Debug("sync staged", "entity", entity, "rows", n, "took", time.Since(start).Round(time.Millisecond))
+	}
 }
 
 // fail records a failed run and returns err. The record is written even
 // when ctx was cancelled (shutdown), so that every run leaves a trace.
-func (s *Syncer) fail(ctx context.Context, run store.SyncRun, err error) (store.SyncRun, error) {
+func (s *Syncer) fail(ctx context.Context, run store.SyncRun, before graph.Stats, err error) (store.SyncRun, error) {
+	s.countGraph(&run, before)
 	run.Outcome = store.OutcomeFailed
 	run.Error = err.Error()
 	if errors.Is(err, context.Canceled) {
@@ -204,33 +475,39 @@ func (s *Syncer) fail(ctx context.Context, run store.SyncRun, err error) (store.
 	return rec, err
 }
 
-func allotmentFromGraph(a graph.Allotment) store.Allotment {
-	out := store.Allotment{
-		ID:            a.ID,
-		SKUID:         a.SKUID,
-		SKUPartNumber: a.SKUPartNumber,
-		AllottedUnits: a.AllottedUnits,
-		ConsumedUnits: a.ConsumedUnits,
-		AssignableTo:  a.AssignableTo,
-		Raw:           a.Raw,
+// countGraph fills run's Graph counters with what the client did since
+// before. The client is shared with the write proxy, so a write during the
+// run is counted too; writes are rare next to a sync's reads.
+func (s *Syncer) countGraph(run *store.SyncRun, before graph.Stats) {
+	after := s.graph.Stats()
+	run.GraphRequests = after.Requests - before.Requests
+	run.Throttled = after.Throttled - before.Throttled
+	run.BytesReceived = after.BytesReceived - before.BytesReceived
+}
+
+func (s *Syncer) logDone(res store.SyncRun) {
+	attrs := []any{"run_id", res.ID,
+		"graph_requests", res.GraphRequests, "throttled", res.Throttled, "bytes", res.BytesReceived,
+		"took", res.FinishedAt.Sub(res.StartedAt).Round(time.Millisecond)}
+	for entity, c := range res.Counts {
+		attrs = append(attrs, slog.Group(entity, "added", c.Added, "changed", c.Changed, "removed", c.Removed, "unchanged", c.Unchanged))
 	}
-	for _, sv := range a.Services {
-		out.Services = append(out.Services, store.Service{
-			PlanID:       sv.PlanID,
-			PlanName:     sv.PlanName,
-			AssignableTo: sv.AssignableTo,
-		})
+	s.log.Info("sync done", attrs...)
+}
+
+// mapSeq converts each element of seq with f, passing errors through.
+func mapSeq[A, B any](seq iter.Seq2[A, error], f func(A) B) iter.Seq2[B, error] {
+	return func(yield func(B, error) bool) {
+		for a, err := range seq {
+			var b B
+			if err == nil {
+				b = f(a)
+			}
+			if !yield(b, err) || err != nil {
+				return
+			}
+		}
 	}
-	for _, sub := range a.Subscriptions {
-		out.Subscriptions = append(out.Subscriptions, store.Subscription{
-			SubscriptionID:    sub.SubscriptionID,
-			State:             sub.State,
-			StartDate:         sub.StartDate,
-			NextLifecycleDate: sub.NextLifecycleDate,
-			Tags:              sub.Tags,
-		})
-	}
-	return out
 }
 
 // backoff is how long to wait after the n-th failed run in a row: Graph's
