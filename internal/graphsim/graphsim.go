@@ -377,6 +377,15 @@ func servicePrincipalID(tenantID, clientID string) string {
 // because ServeMux cannot hold both "/{tenant}/…" and a catch-all under
 // "/beta/" without a conflict.
 func (s *Server) route(w http.ResponseWriter, r *http.Request) {
+	if p := r.URL.Path; p == adminBase || strings.HasPrefix(p, adminBase+"/") {
+		s.serveAdmin(w, r, strings.TrimPrefix(p, adminBase))
+		return
+	}
+	s.withFaults(w, r, s.routeAPI)
+}
+
+// routeAPI serves Graph and the authority.
+func (s *Server) routeAPI(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.Path
 	if p == graphBase || strings.HasPrefix(p, graphBase+"/") {
 		s.serveGraph(w, r, strings.TrimPrefix(p, graphBase))
@@ -427,6 +436,17 @@ type statusRecorder struct {
 func (r *statusRecorder) WriteHeader(code int) {
 	r.status = code
 	r.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController and the fault injector reach the
+// connection.
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// Flush sends what was written so far.
+func (r *statusRecorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
 }
 
 // newGUID returns a random version-4 GUID in lower-case 8-4-4-4-12 form.

@@ -206,12 +206,11 @@ func (s *Server) RemoveUser(id string) error {
 			allots = append(allots, st.assignments[asg].AllotmentID)
 		}
 	}
-	for eid, e := range st.errs {
-		if e.UserID == id {
-			delete(st.errs, eid)
-			st.dirty("errors")
-		}
+	for eid := range st.userErrs[id] {
+		delete(st.errs, eid)
+		st.dirty("errors")
 	}
+	delete(st.userErrs, id)
 	delete(st.users, id)
 	delete(st.upn, strings.ToLower(rec.UserPrincipalName))
 	st.version++

@@ -159,12 +159,7 @@ func (s *Server) resolve(segs []string, c claims) (*target, *routeErr) {
 			t.ids, t.byURL = s.usageRightKeys(principal)
 		case x == "assignmenterrors" && root == "users":
 			t.k = errorK
-			for _, e := range st.errs {
-				if e.UserID == principal {
-					t.ids = append(t.ids, e.ID)
-				}
-			}
-			slices.Sort(t.ids)
+			t.ids = sortedSubset(st.userErrs[principal])
 		case x == "waitingmembers" && root != "groups":
 			t.k = waitingK
 			for _, w := range st.waiting {

@@ -151,6 +151,7 @@ type store struct {
 	waiting     map[string]*WaitingMemberState
 	queue       map[string][]*WaitingMemberState // allotment → waiting, FIFO
 	errs        map[string]*AssignmentErrorState
+	userErrs    map[string]map[string]bool // user → assignment error ids
 	rules       []PlanRule
 	version     int64            // directory change counter (delta)
 	userTombs   map[string]int64 // removed users → version
@@ -164,7 +165,7 @@ func newStore() *store {
 		devices: map[string]*DeviceState{}, assignments: map[string]*AssignmentState{},
 		byAllotment: map[string]map[string]bool{}, byAssignee: map[string]map[string]bool{},
 		seats: map[string]map[string]bool{}, waiting: map[string]*WaitingMemberState{},
-		queue: map[string][]*WaitingMemberState{}, errs: map[string]*AssignmentErrorState{},
+		queue: map[string][]*WaitingMemberState{}, errs: map[string]*AssignmentErrorState{}, userErrs: map[string]map[string]bool{},
 		userTombs: map[string]int64{}, sorted: map[string][]string{},
 	}
 }
@@ -331,6 +332,7 @@ func (s *Server) load(t Tenant) error {
 		}
 		e.OccurredAt = e.OccurredAt.UTC().Truncate(100 * time.Nanosecond)
 		st.errs[e.ID] = &e
+		addTo(st.userErrs, e.UserID, e.ID)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err
@@ -370,7 +372,23 @@ func (s *Server) load(t Tenant) error {
 		s.reconcile(aid)
 	}
 	if len(st.rules) > 0 {
-		for _, uid := range sortedIDs(st, "users", st.users) {
+		// Only users with a right to a SKU holding a plan some rule names
+		// can break a rule.
+		rulePlans := map[string]bool{}
+		for _, r := range st.rules {
+			rulePlans[strings.ToLower(r.PlanID)] = true
+			rulePlans[strings.ToLower(r.OtherPlanID)] = true
+		}
+		var users []string
+		for aid, asgs := range st.byAllotment {
+			if !slices.ContainsFunc(st.allotments[aid].Services, func(p Plan) bool { return rulePlans[strings.ToLower(p.ID)] }) {
+				continue
+			}
+			for asg := range asgs {
+				users = append(users, s.affectedUsers(st.assignments[asg].AssignedToID)...)
+			}
+		}
+		for _, uid := range dedupe(users) {
 			s.process(uid, false)
 		}
 	}
@@ -670,10 +688,9 @@ func (s *Server) process(uid string, reprocess bool) {
 	vs := s.violations(rs)
 	now := s.Now()
 	existing := map[string]*AssignmentErrorState{}
-	for _, e := range st.errs {
-		if e.UserID == uid {
-			existing[strings.ToLower(e.SKUID)+"|"+e.Code] = e
-		}
+	for id := range st.userErrs[uid] {
+		e := st.errs[id]
+		existing[strings.ToLower(e.SKUID)+"|"+e.Code] = e
 	}
 	keep := map[string]bool{}
 	for _, v := range vs {
@@ -688,12 +705,14 @@ func (s *Server) process(uid string, reprocess bool) {
 		}
 		e := &AssignmentErrorState{ID: s.newID(), UserID: uid, SKUID: v.sku, Code: v.code, Message: v.msg, OccurredAt: now}
 		st.errs[e.ID] = e
+		addTo(st.userErrs, uid, e.ID)
 		existing[k] = e
 		st.dirty("errors")
 	}
 	for k, e := range existing {
 		if (reprocess && !keep[k]) || !has[strings.ToLower(e.SKUID)] {
 			delete(st.errs, e.ID)
+			removeFrom(st.userErrs, uid, e.ID)
 			st.dirty("errors")
 		}
 	}
@@ -747,9 +766,9 @@ func (s *Server) usersWithErrors(users []string) []string {
 		want[u] = true
 	}
 	var out []string
-	for _, e := range s.st.errs {
-		if want[e.UserID] {
-			out = append(out, e.UserID)
+	for u := range want {
+		if len(s.st.userErrs[u]) > 0 {
+			out = append(out, u)
 		}
 	}
 	return out
