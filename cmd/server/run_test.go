@@ -33,7 +33,13 @@ import (
 	"github.com/seatledger/seatledger/internal/store/storetest"
 )
 
-func TestMain(m *testing.M) { storetest.Main(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(asServerEnv) == "1" {
+		main() // a child process of a multi-process test: be the server
+		return
+	}
+	storetest.Main(m)
+}
 
 // syncBuffer is an io.Writer safe for the concurrent writes of a running
 // server's logger.

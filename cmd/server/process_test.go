@@ -1,0 +1,148 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/seatledger/seatledger/internal/graphsim"
+	"github.com/seatledger/seatledger/internal/store/storetest"
+)
+
+// asServerEnv, set in a child's environment, makes the test binary run the
+// server's main instead of the tests: the multi-process tests start real
+// server processes without building a second binary.
+const asServerEnv = "SEATLEDGER_TEST_AS_SERVER"
+
+// logEvent is the part of a server's JSON log line these tests watch.
+type logEvent struct {
+	Msg string `json:"msg"`
+}
+
+// serverProcess is the server running as a child process.
+type serverProcess struct {
+	cmd    *exec.Cmd
+	events chan string // log messages, in order; closed when stderr ends
+}
+
+// startServerProcess runs the server in a child process with environ and
+// streams its log messages.
+func startServerProcess(t *testing.T, environ map[string]string) *serverProcess {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-grpc-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0")
+	cmd.Env = append(os.Environ(), asServerEnv+"=1", "SEATLEDGER_LOG_FORMAT=json")
+	for k, v := range environ {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &serverProcess{cmd: cmd, events: make(chan string, 1000)}
+	go func() {
+		defer close(p.events)
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			var e logEvent
+			if json.Unmarshal(sc.Bytes(), &e) == nil && e.Msg != "" {
+				p.events <- e.Msg
+			}
+		}
+		_, _ = io.Copy(io.Discard, stderr)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	return p
+}
+
+// waitFor reads p's log until msg appears, failing the test after timeout
+// or if the process ends first. It returns the messages read before msg.
+func (p *serverProcess) waitFor(t *testing.T, msg string, timeout time.Duration) []string {
+	t.Helper()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	var seen []string
+	for {
+		select {
+		case e, ok := <-p.events:
+			if !ok {
+				t.Fatalf("server process ended before logging %q; it logged %q", msg, seen)
+			}
+			if e == msg {
+				return seen
+			}
+			seen = append(seen, e)
+		case <-deadline.C:
+			t.Fatalf("server process did not log %q within %v; it logged %q", msg, timeout, seen)
+		}
+	}
+}
+
+// TestProcesses_OneLeaderSyncsAndAnotherTakesOver runs two server processes
+// against one database: exactly one syncs, and when it is killed the other
+// takes over.
+func TestProcesses_OneLeaderSyncsAndAnotherTakesOver(t *testing.T) {
+	t.Parallel()
+	sim, err := graphsim.New(graphsim.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := sim.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sim.Close() })
+	environ := map[string]string{
+		"DATABASE_URL":             storetest.NewDSN(t),
+		"SEATLEDGER_GRAPH_URL":     info.GraphURL,
+		"AZURE_TENANT_ID":          info.TenantID,
+		"AZURE_CLIENT_ID":          info.ClientID,
+		"AZURE_CLIENT_SECRET":      info.ClientSecret,
+		"AZURE_AUTHORITY_HOST":     info.AuthorityURL,
+		"SSL_CERT_FILE":            info.CAFile,
+		"SEATLEDGER_SYNC_INTERVAL": "1s",
+	}
+	a := startServerProcess(t, environ)
+	a.waitFor(t, "leading the sync", 60*time.Second) // a leads: it was started first and nothing else holds the lock
+	b := startServerProcess(t, environ)
+	b.waitFor(t, "serving", 60*time.Second)
+
+	// Three syncs by the leader while the other serves and waits.
+	for range 3 {
+		a.waitFor(t, "sync done", 60*time.Second)
+	}
+	drain := func(p *serverProcess) []string {
+		var out []string
+		for {
+			select {
+			case e := <-p.events:
+				out = append(out, e)
+			default:
+				return out
+			}
+		}
+	}
+	for _, e := range drain(b) {
+		if e == "sync started" || e == "leading the sync" {
+			t.Fatalf("the second process logged %q while the first led", e)
+		}
+	}
+
+	// Kill the leader the hard way; the other must take over and sync.
+	if err := a.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	b.waitFor(t, "leading the sync", 60*time.Second)
+	b.waitFor(t, "sync done", 60*time.Second)
+}
