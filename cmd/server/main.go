@@ -129,7 +129,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	syncer := mirrorsync.New(gc, st, mirrorsync.Options{
 		Interval:          cfg.SyncInterval,
 		MaxRemoveFraction: cfg.SyncMaxRemove,
-		Logger:   log.With("component", "sync"),
+		Logger:            log.With("component", "sync"),
 	})
 	grpcServer := api.NewGRPCServer(api.Deps{
 		Store:  st,

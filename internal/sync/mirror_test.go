@@ -304,4 +304,3 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
-
