@@ -1,10 +1,16 @@
-// Command graphsim serves the Graph simulator's demo tenant over HTTPS: the
-// Cloud Licensing slice of Microsoft Graph beta under /beta and a fake
-// Microsoft Entra authority beside it (see docs/graph-simulator.md).
+// Command graphsim serves the Graph simulator over HTTPS: the Cloud
+// Licensing slice of Microsoft Graph beta under /beta, a fake Microsoft
+// Entra authority beside it and an admin API under /_sim/ (see
+// docs/graph-simulator.md). The tenant is the demo tenant, a scenario
+// file, or generated from a seed and sizes.
 //
 // Usage:
 //
 //	graphsim [-addr 127.0.0.1:8443] [-page-size N] [-hostname NAME] [-ca-file PATH]
+//	         [-scenario FILE | -generate [-seed N] [-users N] [-allotments N]
+//	          [-assignments-per-user N] [-groups N] [-group-size N] [-devices N]
+//	          [-waiting-members N] [-assignment-errors N]]
+//	         [-faults FILE] [-latency DURATION]
 //
 // When it is ready it prints exactly one JSON line on stdout, with the keys
 // graph_url, authority_url, tenant_id, client_id, client_secret and ca_file
@@ -13,6 +19,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -58,15 +65,54 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	pageSize := fs.Int("page-size", 0, "page size of collections when a request has no $top (0 means 100, at most 999)")
 	hostname := fs.String("hostname", "", "extra DNS name for the certificate, also used in the printed URLs (e.g. graphsim in a container network)")
 	caFile := fs.String("ca-file", "", "write the CA's PEM file here instead of a temporary directory (removed on exit)")
+	scenario := fs.String("scenario", "", "load the tenant from this JSON scenario file")
+	generate := fs.Bool("generate", false, "generate the tenant from -seed and the sizes below")
+	var gen graphsim.GenerateOptions
+	fs.Int64Var(&gen.Seed, "seed", 1, "seed of -generate (same seed and sizes, same tenant)")
+	fs.IntVar(&gen.Users, "users", 100, "users of -generate")
+	fs.IntVar(&gen.Allotments, "allotments", 4, "regular allotments of -generate")
+	fs.IntVar(&gen.AssignmentsPerUser, "assignments-per-user", 1, "direct assignments per user of -generate")
+	fs.IntVar(&gen.Groups, "groups", 0, "unlicensed groups of -generate")
+	fs.IntVar(&gen.GroupSize, "group-size", 25, "members per group of -generate")
+	fs.IntVar(&gen.Devices, "devices", 0, "devices of -generate")
+	fs.IntVar(&gen.WaitingMembers, "waiting-members", 0, "waiting members of -generate (a full licensed group)")
+	fs.IntVar(&gen.AssignmentErrors, "assignment-errors", 0, "assignment errors of -generate (MissingDependency)")
+	faultsFile := fs.String("faults", "", "JSON file with a list of fault rules in force from the start")
+	latency := fs.Duration("latency", 0, "latency added to every Graph request, e.g. 50ms")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
+	if *scenario != "" && *generate {
+		return errors.New("-scenario and -generate exclude each other")
+	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 
-	opts := graphsim.Options{PageSize: *pageSize, Logger: log, CAFile: *caFile}
+	opts := graphsim.Options{PageSize: *pageSize, Logger: log, CAFile: *caFile, Latency: *latency}
+	switch {
+	case *scenario != "":
+		t, err := loadScenario(*scenario)
+		if err != nil {
+			return err
+		}
+		opts.Tenant = &t
+	case *generate:
+		t := graphsim.Generate(gen)
+		opts.Tenant = &t
+	}
+	if *faultsFile != "" {
+		b, err := os.ReadFile(*faultsFile)
+		if err != nil {
+			return fmt.Errorf("read faults: %w", err)
+		}
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&opts.Faults); err != nil {
+			return fmt.Errorf("decode faults %s: %w", *faultsFile, err)
+		}
+	}
 	if *hostname != "" {
 		opts.Hostnames = []string{*hostname}
 	}
@@ -101,4 +147,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("stop simulator: %w", err)
 	}
 	return nil
+}
+
+// loadScenario reads a scenario file.
+func loadScenario(path string) (graphsim.Tenant, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return graphsim.Tenant{}, fmt.Errorf("open scenario: %w", err)
+	}
+	defer f.Close()
+	t, err := graphsim.LoadScenario(f)
+	if err != nil {
+		return graphsim.Tenant{}, fmt.Errorf("scenario %s: %w", path, err)
+	}
+	return t, nil
 }

@@ -102,8 +102,82 @@ func TestRun(t *testing.T) {
 	}
 }
 
+// TestRun_Tenants starts the command with a scenario file and with a
+// generated tenant, and reads the users through Graph.
+func TestRun_Tenants(t *testing.T) {
+	faults := t.TempDir() + "/faults.json"
+	if err := os.WriteFile(faults, []byte(`[{"path":"/beta/users","nth":1,"kind":"throttle"}]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		args  []string
+		users int
+	}{
+		{[]string{"-scenario", "../../internal/graphsim/testdata/scenario-example.json"}, 3},
+		{[]string{"-generate", "-seed", "4", "-users", "250", "-allotments", "3", "-waiting-members", "2"}, 250},
+	} {
+		ctx, cancel := context.WithCancel(context.Background())
+		stdoutR, stdoutW := io.Pipe()
+		done := make(chan error, 1)
+		go func() {
+			done <- run(ctx, append([]string{"-addr", "127.0.0.1:0", "-page-size", "999", "-faults", faults}, tt.args...), stdoutW, io.Discard)
+			stdoutW.Close()
+		}()
+		line, err := bufio.NewReader(stdoutR).ReadString('\n')
+		if err != nil {
+			t.Fatalf("%v: read ready line: %v (run: %v)", tt.args, err, <-done)
+		}
+		var ready map[string]string
+		if err := json.Unmarshal([]byte(line), &ready); err != nil {
+			t.Fatal(err)
+		}
+		pem, _ := os.ReadFile(ready["ca_file"])
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+		hc := &http.Client{Transport: tr}
+		resp, err := hc.PostForm(ready["authority_url"]+ready["tenant_id"]+"/oauth2/v2.0/token", url.Values{
+			"grant_type": {"client_credentials"}, "client_id": {ready["client_id"]},
+			"client_secret": {ready["client_secret"]}, "scope": {"https://graph.microsoft.com/.default"},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tok struct {
+			AccessToken string `json:"access_token"`
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&tok)
+		resp.Body.Close()
+		statuses := []int{}
+		for range 2 { // the first is throttled by the faults file
+			req, _ := http.NewRequest(http.MethodGet, ready["graph_url"]+"/users", nil)
+			req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+			resp, err = hc.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var page struct{ Value []json.RawMessage }
+			_ = json.NewDecoder(resp.Body).Decode(&page)
+			resp.Body.Close()
+			statuses = append(statuses, resp.StatusCode)
+			if resp.StatusCode == http.StatusOK && len(page.Value) != tt.users {
+				t.Errorf("%v: %d users, want %d", tt.args, len(page.Value), tt.users)
+			}
+		}
+		if !slices.Equal(statuses, []int{429, 200}) {
+			t.Errorf("%v: statuses %v, want [429 200]", tt.args, statuses)
+		}
+		tr.CloseIdleConnections()
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}
+}
+
 func TestRun_BadFlags(t *testing.T) {
-	for _, args := range [][]string{{"-page-size", "1000", "-addr", "127.0.0.1:0"}, {"-nope"}, {"extra"}} {
+	for _, args := range [][]string{{"-page-size", "1000", "-addr", "127.0.0.1:0"}, {"-nope"}, {"extra"},
+		{"-scenario", "x.json", "-generate"}, {"-scenario", "/nonexistent.json"}, {"-faults", "/nonexistent.json"}} {
 		if err := run(context.Background(), args, io.Discard, io.Discard); err == nil {
 			t.Errorf("run(%q) succeeded", args)
 		}
