@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +16,12 @@ import (
 	"github.com/seatledger/seatledger/internal/store/storetest"
 )
 
-func TestMain(m *testing.M) { storetest.Main(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		os.Exit(runChild()) // a child process of a crash test: be the sync
+	}
+	storetest.Main(m)
+}
 
 // startSim serves tenant (nil: the demo tenant) over HTTPS until the test
 // ends.
@@ -37,6 +43,15 @@ func startSim(t *testing.T, tenant *graphsim.Tenant) (*graphsim.Server, graphsim
 // secret through azidentity, as the server does.
 func newClient(t *testing.T, info graphsim.Info, secret string) *graph.Client {
 	t.Helper()
+	gc, err := clientFor(info, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gc
+}
+
+// clientFor is newClient for code without a *testing.T (child processes).
+func clientFor(info graphsim.Info, secret string) (*graph.Client, error) {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(info.CAPEM)
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
@@ -45,13 +60,9 @@ func newClient(t *testing.T, info graphsim.Info, secret string) *graph.Client {
 		AuthorityHost: info.AuthorityURL, Transport: hc,
 	})
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	gc, err := graph.New(cred, graph.Options{BaseURL: info.GraphURL, HTTPClient: hc, MaxRetries: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return gc
+	return graph.New(cred, graph.Options{BaseURL: info.GraphURL, HTTPClient: hc, MaxRetries: -1})
 }
 
 func ids(as []store.Allotment) []string {
