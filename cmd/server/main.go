@@ -133,6 +133,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	})
 	grpcServer := api.NewGRPCServer(api.Deps{
 		Store:  st,
+		Graph:  gc,
 		Sync:   syncer,
 		Auth:   authn,
 		Logger: log.With("component", "api"),

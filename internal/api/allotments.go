@@ -2,15 +2,19 @@ package api
 
 import (
 	"context"
+	"log/slog"
 	"regexp"
 
 	seatledgerv1 "github.com/seatledger/seatledger/gen/seatledger/v1"
+	"github.com/seatledger/seatledger/internal/graph"
 	"github.com/seatledger/seatledger/internal/store"
 )
 
 type allotmentService struct {
 	seatledgerv1.UnimplementedAllotmentServiceServer
 	store *store.Store
+	graph *graph.Client
+	log   *slog.Logger
 }
 
 // graphIDPattern accepts the id shapes Graph uses for cloud licensing

@@ -19,6 +19,7 @@ import (
 
 	seatledgerv1 "github.com/seatledger/seatledger/gen/seatledger/v1"
 	"github.com/seatledger/seatledger/internal/auth"
+	"github.com/seatledger/seatledger/internal/graph"
 	"github.com/seatledger/seatledger/internal/store"
 )
 
@@ -31,6 +32,8 @@ type SyncRunner interface {
 // Deps is what the API needs from the rest of the service.
 type Deps struct {
 	Store *store.Store
+	// Graph receives the assignment writes the API proxies.
+	Graph *graph.Client
 	Sync  SyncRunner
 	// Auth authenticates callers; every RPC but health and reflection then
 	// needs a bearer token whose roles Policy allows. Nil turns access
@@ -58,18 +61,39 @@ func NewGRPCServer(d Deps) *grpc.Server {
 	}
 	unary = append(unary, mapErrors(log)) // store and graph errors become statuses
 	s := grpc.NewServer(grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...))
-	seatledgerv1.RegisterAllotmentServiceServer(s, &allotmentService{store: d.Store})
+	seatledgerv1.RegisterAllotmentServiceServer(s, &allotmentService{store: d.Store, graph: d.Graph, log: log})
 	seatledgerv1.RegisterSyncServiceServer(s, &syncService{store: d.Store, runner: d.Sync})
 	seatledgerv1.RegisterSubscriptionServiceServer(s, &subscriptionService{store: d.Store})
-	seatledgerv1.RegisterAssignmentServiceServer(s, &assignmentService{store: d.Store})
+	seatledgerv1.RegisterAssignmentServiceServer(s, &assignmentService{store: d.Store, graph: d.Graph, log: log})
 	seatledgerv1.RegisterWaitingMemberServiceServer(s, &waitingMemberService{store: d.Store})
 	seatledgerv1.RegisterAssignmentErrorServiceServer(s, &assignmentErrorService{store: d.Store})
-	seatledgerv1.RegisterUserServiceServer(s, seatledgerv1.UnimplementedUserServiceServer{})
-	seatledgerv1.RegisterChargebackServiceServer(s, seatledgerv1.UnimplementedChargebackServiceServer{})
-	seatledgerv1.RegisterAuditServiceServer(s, seatledgerv1.UnimplementedAuditServiceServer{})
+	seatledgerv1.RegisterUserServiceServer(s, &userService{store: d.Store, graph: d.Graph, log: log})
+	seatledgerv1.RegisterChargebackServiceServer(s, &chargebackService{store: d.Store, log: log})
+	seatledgerv1.RegisterAuditServiceServer(s, &auditService{store: d.Store})
 
 	hs := health.NewServer() // reports SERVING for "" and every service
 	healthpb.RegisterHealthServer(s, hs)
 	reflection.Register(s)
 	return s
+}
+
+// The services whose handlers are still being written embed their
+// Unimplemented server, so unwritten RPCs answer UNIMPLEMENTED.
+
+type userService struct {
+	seatledgerv1.UnimplementedUserServiceServer
+	store *store.Store
+	graph *graph.Client
+	log   *slog.Logger
+}
+
+type chargebackService struct {
+	seatledgerv1.UnimplementedChargebackServiceServer
+	store *store.Store
+	log   *slog.Logger
+}
+
+type auditService struct {
+	seatledgerv1.UnimplementedAuditServiceServer
+	store *store.Store
 }

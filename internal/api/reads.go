@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	seatledgerv1 "github.com/seatledger/seatledger/gen/seatledger/v1"
+	"github.com/seatledger/seatledger/internal/graph"
 	"github.com/seatledger/seatledger/internal/store"
 )
 
@@ -248,6 +250,8 @@ func (s *allotmentService) GetAllotmentHistory(ctx context.Context, req *seatled
 type assignmentService struct {
 	seatledgerv1.UnimplementedAssignmentServiceServer
 	store *store.Store
+	graph *graph.Client
+	log   *slog.Logger
 }
 
 // ListAssignments implements seatledger.v1.AssignmentService.ListAssignments.
