@@ -170,3 +170,34 @@ func TestAdminAPI(t *testing.T) {
 		t.Errorf("unknown admin route = %d", st)
 	}
 }
+
+// TestFaults_HTTP2 checks reset and truncate over HTTP/2, which Graph
+// clients negotiate, where there is no Hijacker.
+func TestFaults_HTTP2(t *testing.T) {
+	t.Parallel()
+	s := start(t, graphsim.Options{})
+	tr := s.hc.Transport.(*http.Transport).Clone()
+	tr.ForceAttemptHTTP2 = true
+	t.Cleanup(tr.CloseIdleConnections)
+	hc := &http.Client{Transport: tr}
+	tok := s.token(t, "CloudLicensing.Read.All")
+	url := s.info.GraphURL + "/admin/cloudLicensing/allotments"
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 {
+		t.Fatalf("negotiated %s, want HTTP/2", resp.Proto)
+	}
+	for _, kind := range []string{graphsim.FaultReset, graphsim.FaultTruncate} {
+		if err := s.sim.SetFaults([]graphsim.FaultRule{{Path: "/beta/", Rate: 1, Kind: kind}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, _, err := raw(hc, url, tok); err == nil {
+			t.Errorf("%s over HTTP/2: no error", kind)
+		}
+	}
+}

@@ -335,6 +335,9 @@ func (s *Server) present(r ref, sel []string, exp []expandItem) jobj {
 }
 
 func (s *Server) presentFull(r ref, full jobj, sel []string, exp []expandItem) jobj {
+	if full == nil {
+		return nil // gone since the path resolved
+	}
 	out := jobj{full[0]}
 	props := sel
 	if props == nil {
@@ -353,7 +356,7 @@ func (s *Server) presentFull(r ref, full jobj, sel []string, exp []expandItem) j
 		items := []any{}
 		for _, target := range n.refs(s, r.id) {
 			tf := target.k.render(s, target.id)
-			if e.filter != nil && !e.filter(tf) {
+			if tf == nil || e.filter != nil && !e.filter(tf) {
 				continue
 			}
 			items = append(items, s.presentFull(target, tf, e.sel, nil))

@@ -408,6 +408,10 @@ func (s *Server) serveEntity(w http.ResponseWriter, r *http.Request, t *target, 
 	s.mu.Lock()
 	body := s.present(ref{t.k, t.id}, o.sel, o.exp)
 	s.mu.Unlock()
+	if body == nil {
+		writeGraphError(w, r, now, http.StatusNotFound, "notFound", "resourceNotFound", "The resource '"+t.id+"' was not found.")
+		return
+	}
 	writeJSON(w, http.StatusOK, odataJSON, append(jobj{{"@odata.context", graphRoot(r) + "/$metadata#" + t.ctx + selectSuffix(o.sel) + "/$entity"}}, body...))
 }
 
@@ -575,7 +579,10 @@ func (s *Server) serveWrite(w http.ResponseWriter, r *http.Request, t *target, n
 		return
 	}
 	s.mu.Lock()
-	cur := *s.st.assignments[t.id]
+	var cur AssignmentState
+	if a := s.st.assignments[t.id]; a != nil {
+		cur = *a
+	}
 	s.mu.Unlock()
 	var disabled []string
 	for k, v := range body {

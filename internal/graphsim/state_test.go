@@ -174,3 +174,45 @@ func TestAssign_Rules(t *testing.T) {
 		t.Errorf("errors after the fix and reprocessing: %+v", es)
 	}
 }
+
+func TestRemoveUser_FreesSeats(t *testing.T) {
+	t.Parallel()
+	sim := newSim(t, nil)
+	const teams = "c52f9b07-4e81-2d6a-b3c0-71e8a5d9f326"
+	user := func(n int) string { return fmt.Sprintf("5a0e%04x-7c21-4d3b-9f10-2b6c8d4e%04x", n, n) }
+	// Ada (1) holds a Teams seat through Engineering: a direct Teams
+	// assignment needs no new seat, so it succeeds although the
+	// allotment is full.
+	if _, err := sim.Assign(graphsim.AssignmentState{AllotmentID: teams, AssignedToID: user(1)}); err != nil {
+		t.Fatalf("direct assignment over a group seat: %v", err)
+	}
+	if c := consumed(sim)[teams]; c != 6 {
+		t.Errorf("consumed %d, want 6: one seat per user", c)
+	}
+	before := len(sim.Assignments())
+	if err := sim.RemoveUser(user(1)); err != nil {
+		t.Fatal(err)
+	}
+	if len(sim.Assignments()) != before-3 { // E3 batch 1, E3 batch 2, Teams
+		t.Errorf("assignments %d → %d, want Ada's three gone", before, len(sim.Assignments()))
+	}
+	if ws := sim.WaitingMembers(); len(ws) != 1 || ws[0].MemberID != user(7) {
+		t.Errorf("waiting = %+v, want user 6 served, 7 still waiting", ws)
+	}
+	for _, g := range sim.Groups() {
+		for _, m := range g.Members {
+			if m == user(1) {
+				t.Errorf("group %s still lists the removed user", g.DisplayName)
+			}
+		}
+	}
+	if err := sim.RemoveUser(user(1)); !errors.Is(err, graphsim.ErrNotFound) {
+		t.Errorf("second removal: %v, want ErrNotFound", err)
+	}
+	if err := sim.SetSubscriptionState(teams, "b4d6f8a0-1c3e-4f57-9a2b-6c7d8e9f0a12", "suspended"); err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.SetSubscriptionState(teams, "b4d6f8a0-1c3e-4f57-9a2b-6c7d8e9f0a12", "gone"); err == nil {
+		t.Error("an unknown state was accepted")
+	}
+}
