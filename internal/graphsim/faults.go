@@ -34,8 +34,11 @@ type FaultRule struct {
 	RetryAfterSeconds int `json:"retryAfterSeconds,omitempty"`
 	// Delay is how long FaultDelay holds the request, e.g. "250ms".
 	Delay string `json:"delay,omitempty"`
-	Count int    `json:"count,omitempty"`
-	Seed  int64  `json:"seed,omitempty"`
+	// LimitPercentage is the x-ms-throttle-limit-percentage of
+	// FaultNearLimit (0.8 to 1.8; default 0.9).
+	LimitPercentage float64 `json:"limitPercentage,omitempty"`
+	Count           int     `json:"count,omitempty"`
+	Seed            int64   `json:"seed,omitempty"`
 	// Fired is an output: how often the rule has fired so far.
 	Fired int `json:"fired"`
 }
@@ -49,9 +52,13 @@ const (
 	FaultReset          = "reset"           // close the connection without an answer
 	FaultTruncate       = "truncate"        // send half the body, then close
 	FaultMalformed      = "malformed"       // a complete answer whose JSON is broken
+	// FaultNearLimit answers normally with x-ms-throttle-limit-percentage
+	// (LimitPercentage, default 0.9), Graph's warning that the caller
+	// used more than 80 % of its limit.
+	FaultNearLimit = "near_limit"
 )
 
-var faultKinds = []string{FaultThrottle, FaultUnavailable, FaultGatewayTimeout, FaultDelay, FaultReset, FaultTruncate, FaultMalformed}
+var faultKinds = []string{FaultThrottle, FaultUnavailable, FaultGatewayTimeout, FaultDelay, FaultReset, FaultTruncate, FaultMalformed, FaultNearLimit}
 
 type faultState struct {
 	FaultRule
@@ -181,6 +188,13 @@ func (s *Server) withFaults(w http.ResponseWriter, r *http.Request, next http.Ha
 		case <-r.Context().Done():
 			return
 		}
+		next(w, r)
+	case FaultNearLimit:
+		p := f.LimitPercentage
+		if p == 0 {
+			p = 0.9
+		}
+		w.Header().Set("x-ms-throttle-limit-percentage", strconv.FormatFloat(p, 'f', -1, 64))
 		next(w, r)
 	case FaultReset:
 		abort(w)

@@ -61,6 +61,10 @@ func TestFaults_Kinds(t *testing.T) {
 			t.Errorf("%s: after count 1, status %d", kind, st)
 		}
 	}
+	set(graphsim.FaultRule{Path: "/beta/", Rate: 1, Kind: graphsim.FaultNearLimit, LimitPercentage: 1.2})
+	if st, h, _, _ := raw(s.hc, url, tok); st != 200 || h.Get("x-ms-throttle-limit-percentage") != "1.2" {
+		t.Errorf("near_limit: status %d, header %q", st, h.Get("x-ms-throttle-limit-percentage"))
+	}
 	set(graphsim.FaultRule{PathRegexp: `allotments$`, Rate: 1, Kind: graphsim.FaultDelay, Delay: "150ms"})
 	began := time.Now()
 	if st, _, _, _ := raw(s.hc, url, tok); st != 200 || time.Since(began) < 150*time.Millisecond {
@@ -93,7 +97,7 @@ func TestFaults_Kinds(t *testing.T) {
 func TestAdminAPI(t *testing.T) {
 	t.Parallel()
 	s := start(t, graphsim.Options{})
-	base := s.info.AuthorityURL + "_sim"
+	base := s.info.AdminURL
 	call := func(method, path string, body any) (int, []byte) {
 		t.Helper()
 		var rd io.Reader = http.NoBody

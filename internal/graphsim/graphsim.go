@@ -73,6 +73,9 @@ type Info struct {
 	// (MintCallerToken): its discovery document is at
 	// IssuerURL + "/.well-known/openid-configuration".
 	IssuerURL string
+	// AdminURL is the base of the simulator's admin API, e.g.
+	// https://127.0.0.1:PORT/_sim (no token needed).
+	AdminURL string
 }
 
 // Server is a simulated Graph tenant. Its methods are safe for concurrent
@@ -238,6 +241,7 @@ func (s *Server) Start(addr string) (Info, error) {
 		CAFile:       caFile,
 		CAPEM:        caPEM,
 		IssuerURL:    base + "/" + s.tenantID + "/v2.0",
+		AdminURL:     base + adminBase,
 	}, nil
 }
 
