@@ -1,8 +1,14 @@
 // Package graphsim simulates the slice of Microsoft Graph (beta) that
-// seatledger mirrors, Cloud Licensing, together with a fake Microsoft Entra
-// authority that issues the tokens it accepts. It is one http.Handler over
-// an in-memory tenant, served over HTTPS by Start (azidentity refuses an
-// authority without https) or mounted by tests as they like.
+// seatledger mirrors — Cloud Licensing (allotments, assignments, waiting
+// members, assignment errors, usage rights) and the directory facts
+// around it (users, groups, devices, delta queries, $batch) — together
+// with a fake Microsoft Entra authority that issues the tokens it
+// accepts. It is one http.Handler over an in-memory tenant whose seats,
+// waiting room and errors follow from its assignments and plan rules,
+// served over HTTPS by Start (azidentity refuses an authority without
+// https) or mounted by tests as they like. An admin API under /_sim/ and
+// exported mutators change the tenant while it runs; fault rules make
+// requests fail on purpose.
 //
 // graphsim owns its wire types and must not import internal/graph (nor the
 // reverse): the client and the simulator are each checked against the
