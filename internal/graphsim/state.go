@@ -457,15 +457,21 @@ func (s *Server) deleteAssignment(id string) *AssignmentState {
 }
 
 // candidates are the users and devices an allotment's assignments cover:
-// direct assignees and the direct members of assigned groups.
+// direct assignees and the direct members of assigned groups whose type
+// the allotment is assignable to (a device in a group gets nothing from
+// a user-only allotment).
 func (s *Server) candidates(aid string) map[string]bool {
 	st := s.st
 	out := map[string]bool{}
+	al := st.allotments[aid]
+	users, devices := slices.Contains(al.AssignableTo, typeUser), slices.Contains(al.AssignableTo, typeDevice)
 	for asg := range st.byAllotment[aid] {
 		a := st.assignments[asg]
 		if a.AssignedToType == typeGroup {
 			for m := range st.groups[a.AssignedToID].members {
-				out[m] = true
+				if st.users[m] != nil && users || st.devices[m] != nil && devices {
+					out[m] = true
+				}
 			}
 			continue
 		}

@@ -216,3 +216,17 @@ func TestRemoveUser_FreesSeats(t *testing.T) {
 		t.Error("an unknown state was accepted")
 	}
 }
+
+func TestSeats_GroupMembersOfOtherTypes(t *testing.T) {
+	t.Parallel()
+	sim := newSim(t, nil)
+	const exch = "f0a61d3c-29b7-6e45-8d12-b9c4e07a5e81" // user,group only
+	const kiosks = "9d1e4b7a-3c2f-4e8d-a6b5-0c1d2e3f4a03"
+	before := consumed(sim)[exch]
+	if _, err := sim.Assign(graphsim.AssignmentState{AllotmentID: exch, AssignedToID: kiosks}); err != nil {
+		t.Fatal(err)
+	}
+	if got := consumed(sim)[exch]; got != before {
+		t.Errorf("devices took seats of a user-only allotment: %d → %d", before, got)
+	}
+}
