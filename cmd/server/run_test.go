@@ -356,7 +356,7 @@ func TestRun_MirrorsConfiguredTenant(t *testing.T) {
 			{"/v1/allotments?pageToken=not-a-token", http.StatusBadRequest, codes.InvalidArgument, "page_token"},
 			{"/v1/allotments?pageSize=-1", http.StatusBadRequest, codes.InvalidArgument, "page_size"},
 			{"/v1/allotments?skuId=ENTERPRISEPACK", http.StatusBadRequest, codes.InvalidArgument, "sku_id"},
-			{"/v1/users/someone@contoso.example/license-status", http.StatusNotImplemented, codes.Unimplemented, ""},
+			{"/v1/users/someone@contoso.example/license-status", http.StatusNotFound, codes.NotFound, "not found"},
 			{"/v1/assignments?asOf=yesterday", http.StatusBadRequest, codes.InvalidArgument, ""},
 			{"/v1/assignments?skuId=not-a-guid", http.StatusBadRequest, codes.InvalidArgument, "sku_id"},
 			{"/v1/allotments/" + want[0].GetId() + "/history?from=2026-13-01", http.StatusBadRequest, codes.InvalidArgument, "from"},

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	seatledgerv1 "github.com/seatledger/seatledger/gen/seatledger/v1"
+	"github.com/seatledger/seatledger/internal/graphsim"
+	"github.com/seatledger/seatledger/internal/store/storetest"
+)
+
+// TestRun_LicenseStatus checks every demo user's license status against
+// what the simulator says that user holds, waits for and is blocked on,
+// worked out here from the simulator's own state.
+func TestRun_LicenseStatus(t *testing.T) {
+	t.Parallel()
+	sim, err := graphsim.New(graphsim.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := sim.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sim.Close() })
+	token, err := sim.MintCallerToken(graphsim.CallerToken{Audience: "api://seatledger", Caller: "license-test", Roles: []string{"reader", "admin"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := startService(t, map[string]string{
+		"SEATLEDGER_OIDC_ISSUER":   info.IssuerURL,
+		"SEATLEDGER_OIDC_AUDIENCE": "api://seatledger",
+		"DATABASE_URL":             storetest.NewDSN(t),
+		"SEATLEDGER_GRAPH_URL":     info.GraphURL,
+		"AZURE_TENANT_ID":          info.TenantID,
+		"AZURE_CLIENT_ID":          info.ClientID,
+		"AZURE_CLIENT_SECRET":      info.ClientSecret,
+		"AZURE_AUTHORITY_HOST":     info.AuthorityURL,
+		"SSL_CERT_FILE":            info.CAFile,
+	}, token)
+	svc.runSync(t)
+
+	allotmentSKU := map[string]string{}
+	for _, a := range sim.Allotments() {
+		allotmentSKU[a.ID] = a.SKUID
+	}
+	memberOf := map[string][]string{}
+	for _, g := range sim.Groups() {
+		for _, m := range g.Members {
+			memberOf[m] = append(memberOf[m], g.ID)
+		}
+	}
+	client := seatledgerv1.NewUserServiceClient(svc.conn)
+	var sawGroupSeat, sawDuplicate, sawWaiting, sawError bool
+	for _, u := range sim.Users() {
+		// What the simulator says, as "allotment via group" lines.
+		var want []string
+		skus := map[string]map[string]bool{}
+		for _, a := range sim.Assignments() {
+			via := ""
+			switch {
+			case a.AssignedToType == "user" && a.AssignedToID == u.ID:
+			case a.AssignedToType == "group" && slices.Contains(memberOf[u.ID], a.AssignedToID):
+				via = a.AssignedToID
+			default:
+				continue
+			}
+			want = append(want, a.AllotmentID+" via "+via)
+			sku := allotmentSKU[a.AllotmentID]
+			if skus[sku] == nil {
+				skus[sku] = map[string]bool{}
+			}
+			skus[sku][a.AllotmentID] = true
+		}
+		var wantWaiting, wantErrors []string
+		for _, w := range sim.WaitingMembers() {
+			if w.MemberID == u.ID {
+				wantWaiting = append(wantWaiting, w.AllotmentID)
+			}
+		}
+		for _, e := range sim.AssignmentErrors() {
+			if e.UserID == u.ID {
+				wantErrors = append(wantErrors, e.Code)
+			}
+		}
+
+		got, err := client.GetLicenseStatus(context.Background(), &seatledgerv1.GetLicenseStatusRequest{User: u.UserPrincipalName})
+		if err != nil {
+			t.Errorf("GetLicenseStatus(%s): %v", u.UserPrincipalName, err)
+			continue
+		}
+		var gotSeats, gotWaiting, gotErrors []string
+		for _, s := range got.GetSeats() {
+			gotSeats = append(gotSeats, s.GetAllotmentId()+" via "+s.GetGroupId())
+			if dup := len(skus[s.GetSkuId()]) > 1; s.GetDuplicateSku() != dup {
+				t.Errorf("%s: seat %s duplicate_sku = %t, want %t", u.UserPrincipalName, s.GetAllotmentId(), s.GetDuplicateSku(), dup)
+			}
+			sawGroupSeat = sawGroupSeat || s.GetSource() == seatledgerv1.SeatSource_SEAT_SOURCE_GROUP
+			sawDuplicate = sawDuplicate || s.GetDuplicateSku()
+		}
+		for _, w := range got.GetWaiting() {
+			gotWaiting = append(gotWaiting, w.GetAllotmentId())
+			if w.GetQueuePosition() < 1 || w.GetWaitAge() == nil {
+				t.Errorf("%s: waiting entry without queue position or wait age: %v", u.UserPrincipalName, w)
+			}
+		}
+		for _, e := range got.GetErrors() {
+			gotErrors = append(gotErrors, e.GetCode())
+			if e.GetRemediation().GetHint() == "" {
+				t.Errorf("%s: error %s has no remediation hint", u.UserPrincipalName, e.GetCode())
+			}
+		}
+		sawWaiting = sawWaiting || len(gotWaiting) > 0
+		sawError = sawError || len(gotErrors) > 0
+		for _, l := range []*[]string{&want, &gotSeats, &wantWaiting, &gotWaiting, &wantErrors, &gotErrors} {
+			slices.Sort(*l)
+		}
+		if diff := cmp.Diff(fmt.Sprint(want, wantWaiting, wantErrors), fmt.Sprint(gotSeats, gotWaiting, gotErrors)); diff != "" {
+			t.Errorf("%s: license status (seats, waiting, errors) differs from the simulator (-sim +seatledger):\n%s", u.UserPrincipalName, diff)
+		}
+		if got.GetUserId() != u.ID || got.GetDepartment() != u.Department {
+			t.Errorf("%s: user id %q department %q, want %q %q", u.UserPrincipalName, got.GetUserId(), got.GetDepartment(), u.ID, u.Department)
+		}
+		if len(got.GetSeats()) > 0 && len(got.GetEffectiveServices()) == 0 {
+			t.Errorf("%s holds seats but has no effective services", u.UserPrincipalName)
+		}
+	}
+	if !sawGroupSeat || !sawDuplicate || !sawWaiting || !sawError {
+		t.Errorf("the demo tenant no longer exercises group seats (%t), duplicate SKUs (%t), waiting (%t) or errors (%t)",
+			sawGroupSeat, sawDuplicate, sawWaiting, sawError)
+	}
+
+	_, err = client.GetLicenseStatus(context.Background(), &seatledgerv1.GetLicenseStatusRequest{User: "nobody@contoso.example"})
+	if status.Code(err) != codes.NotFound {
+		t.Errorf("GetLicenseStatus(unknown user) = %v, want NOT_FOUND", err)
+	}
+	u := sim.Users()[0]
+	code, body := svc.get(t, "/v1/users/"+u.ID+"/license-status")
+	if code != http.StatusOK || !strings.Contains(string(body), u.UserPrincipalName) {
+		t.Errorf("GET /v1/users/{id}/license-status = %d %s", code, body)
+	}
+}
