@@ -3,6 +3,7 @@ package graphsim_test
 import (
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/seatledger/seatledger/internal/graphsim"
@@ -181,5 +182,20 @@ func TestServer_Me(t *testing.T) {
 	r = get(t, s.hc, s.info.GraphURL+"/me/cloudLicensing/assignments", me)
 	if r.status != 200 || len(items(r)) != 2 {
 		t.Errorf("/me assignments: %d %s", r.status, r.raw)
+	}
+}
+
+func TestServer_UsersCount(t *testing.T) {
+	t.Parallel()
+	s := start(t, graphsim.Options{PageSize: 5})
+	tok := s.token(t, "User.Read.All")
+	url := s.info.GraphURL + "/users?$count=true&$filter=department%20eq%20'Sales'"
+	wantGraphError(t, get(t, s.hc, url, tok), http.StatusBadRequest, "Request_UnsupportedQuery")
+	r := get(t, s.hc, url, tok, "ConsistencyLevel", "eventual")
+	if r.status != 200 || r.body["@odata.count"] != float64(7) || len(items(r)) != 5 {
+		t.Errorf("count: %d %s", r.status, r.raw)
+	}
+	if next, _ := r.body["@odata.nextLink"].(string); !strings.Contains(next, "$count=true") {
+		t.Errorf("nextLink %q does not repeat $count", next)
 	}
 }

@@ -171,8 +171,17 @@ func (s *Server) withFaults(w http.ResponseWriter, r *http.Request, next http.Ha
 			secs = 1
 		}
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
-		writeGraphError(w, r, now, http.StatusTooManyRequests, "TooManyRequests", "tooManyRequests",
-			"Too many requests. Retry after "+strconv.Itoa(secs)+" seconds (graphsim fault).")
+		writeJSON(w, http.StatusTooManyRequests, "application/json", graphError{Error: graphErrorBody{
+			Code:    "TooManyRequests",
+			Message: "Too many requests. Retry after " + strconv.Itoa(secs) + " seconds (graphsim fault).",
+			InnerError: graphInnerError{
+				Code:              "tooManyRequests",
+				Date:              now.UTC().Format("2006-01-02T15:04:05"),
+				RequestID:         w.Header().Get("request-id"),
+				ClientRequestID:   w.Header().Get("client-request-id"),
+				RetryAfterSeconds: secs,
+			},
+		}})
 	case FaultUnavailable:
 		if f.RetryAfterSeconds > 0 {
 			w.Header().Set("Retry-After", strconv.Itoa(f.RetryAfterSeconds))

@@ -39,6 +39,9 @@ type graphInnerError struct {
 	Date            string `json:"date"`
 	RequestID       string `json:"request-id"`
 	ClientRequestID string `json:"client-request-id"`
+	// RetryAfterSeconds repeats Retry-After on 429, as the Cloud
+	// Licensing design spec shows.
+	RetryAfterSeconds int `json:"retryAfterSeconds,omitempty"`
 }
 
 // writeGraphError answers with Graph's error body. innerCode is the more
@@ -223,7 +226,7 @@ func graphRoot(r *http.Request) string { return authorityBase(r) + graphBase }
 // literal $ in names, %20 for spaces.
 func queryString(opts map[string]string) string {
 	var parts []string
-	for _, name := range []string{"$apply", "$expand", "$filter", "$select", "$top", "$deltatoken", "$skiptoken"} {
+	for _, name := range []string{"$apply", "$count", "$expand", "$filter", "$select", "$top", "$deltatoken", "$skiptoken"} {
 		if v, ok := opts[name]; ok {
 			parts = append(parts, name+"="+strings.ReplaceAll(url.QueryEscape(v), "+", "%20"))
 		}

@@ -367,13 +367,32 @@ var listOptions = []string{"$top", "$skiptoken", "$select", "$expand", "$filter"
 
 func (s *Server) serveList(w http.ResponseWriter, r *http.Request, t *target, now time.Time) {
 	allowed := listOptions
-	if t.k == allotmentK && t.ctx == "admin/cloudLicensing/allotments" {
+	directory := t.k == userK || t.k == groupK || t.k == deviceK || t.k == directoryK
+	switch {
+	case t.k == allotmentK && t.ctx == "admin/cloudLicensing/allotments":
 		allowed = append(slices.Clone(listOptions), "$apply")
+	case directory:
+		allowed = append(slices.Clone(listOptions), "$count")
 	}
 	o, err := s.parseOptions(r.URL.RawQuery, t.k, allowed...)
 	if err != nil {
 		writeQueryError(w, r, now, err)
 		return
+	}
+	count := false
+	if v, ok := o.raw["$count"]; ok {
+		// An advanced query on directory objects: Graph wants
+		// ConsistencyLevel: eventual with it.
+		switch {
+		case !strings.EqualFold(r.Header.Get("ConsistencyLevel"), "eventual"):
+			writeGraphError(w, r, now, http.StatusBadRequest, "Request_UnsupportedQuery", "",
+				"$count is only supported with the ConsistencyLevel header set to eventual.")
+			return
+		case v != "true" && v != "false":
+			writeQueryError(w, r, now, badQuery("invalidQuery", "$count must be true or false, not '%s'.", v))
+			return
+		}
+		count = v == "true"
 	}
 	if v, ok := o.raw["$apply"]; ok {
 		s.serveApply(w, r, v, o, now)
@@ -381,8 +400,19 @@ func (s *Server) serveList(w http.ResponseWriter, r *http.Request, t *target, no
 	}
 	s.mu.Lock()
 	items, last, more := s.page(t.k, t.ids, o)
+	total := 0
+	if count {
+		for _, id := range t.ids {
+			if o.filter == nil || o.filter(t.k.render(s, id)) {
+				total++
+			}
+		}
+	}
 	s.mu.Unlock()
 	out := jobj{{"@odata.context", graphRoot(r) + "/$metadata#" + t.ctx + selectSuffix(o.sel)}}
+	if count {
+		out = append(out, field{"@odata.count", total})
+	}
 	if more {
 		next := map[string]string{}
 		for k, v := range o.raw {
