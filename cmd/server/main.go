@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -115,13 +116,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 
 	// Graph: the configured tenant, else the built-in simulator.
-	gc, closeGraph, err := newGraphClient(cfg.Graph, cfg.LogLevel, log)
+	var sim *graphsim.Server
+	var simInfo graphsim.Info
+	if cfg.Graph.simulated() {
+		if sim, simInfo, err = startSimulator(cfg.LogLevel, log); err != nil {
+			return err
+		}
+		defer sim.Close()
+	}
+	var simPtr *graphsim.Info
+	if sim != nil {
+		simPtr = &simInfo
+	}
+	gc, err := newGraphClient(cfg.Graph, simPtr, log)
 	if err != nil {
 		return err
 	}
-	defer closeGraph()
 
-	authn, err := newAuthenticator(ctx, cfg, log)
+	authn, err := newAuthenticator(ctx, cfg, sim, simInfo, log)
 	if err != nil {
 		return err
 	}
@@ -195,12 +207,35 @@ func migrate(ctx context.Context, st *store.Store, verb string, out io.Writer, l
 	return fmt.Errorf("migrate: unknown command %q (want up, down or status)", verb)
 }
 
-// newGraphClient returns the Graph client for cfg and a function that
-// releases what it started. Without Azure credentials it starts the
-// built-in simulator on a loopback port and authenticates against the
-// simulator's own authority, through the same azidentity path a real
-// tenant uses.
-func newGraphClient(cfg graphConfig, level slog.Level, log *slog.Logger) (*graph.Client, func(), error) {
+// demoAudience is the audience of the tokens the zero-configuration demo
+// accepts, minted by the built-in simulator's authority.
+const demoAudience = "api://seatledger"
+
+// startSimulator starts the built-in Graph simulator with its demo tenant
+// on a loopback port.
+func startSimulator(level slog.Level, log *slog.Logger) (*graphsim.Server, graphsim.Info, error) {
+	// The simulator logs every request; that is noise unless debugging.
+	var simLog *slog.Logger
+	if level <= slog.LevelDebug {
+		simLog = log.With("component", "graphsim")
+	}
+	sim, err := graphsim.New(graphsim.Options{Logger: simLog})
+	if err != nil {
+		return nil, graphsim.Info{}, fmt.Errorf("graph simulator: %w", err)
+	}
+	info, err := sim.Start("127.0.0.1:0")
+	if err != nil {
+		return nil, graphsim.Info{}, fmt.Errorf("graph simulator: %w", err)
+	}
+	log.Warn("no Graph credentials configured: mirroring the built-in Graph simulator's demo tenant; set AZURE_TENANT_ID and AZURE_CLIENT_ID to mirror a real tenant",
+		"graph_url", info.GraphURL)
+	return sim, info, nil
+}
+
+// newGraphClient returns the Graph client for cfg or, when sim is set, for
+// the built-in simulator, authenticating against the simulator's own
+// authority through the same azidentity path a real tenant uses.
+func newGraphClient(cfg graphConfig, sim *graphsim.Info, log *slog.Logger) (*graph.Client, error) {
 	opts := graph.Options{BaseURL: cfg.URL, PageSize: cfg.PageSize, Logger: log.With("component", "graph")}
 	credCfg := graph.CredentialConfig{
 		TenantID:        cfg.TenantID,
@@ -210,63 +245,46 @@ func newGraphClient(cfg graphConfig, level slog.Level, log *slog.Logger) (*graph
 		AuthorityHost:   cfg.AuthorityHost,
 	}
 	var extraCAs []byte
-	closeFn := func() {}
-	if cfg.simulated() {
-		// The simulator logs every request; that is noise unless debugging.
-		var simLog *slog.Logger
-		if level <= slog.LevelDebug {
-			simLog = log.With("component", "graphsim")
-		}
-		sim, err := graphsim.New(graphsim.Options{Logger: simLog})
-		if err != nil {
-			return nil, nil, fmt.Errorf("graph simulator: %w", err)
-		}
-		info, err := sim.Start("127.0.0.1:0")
-		if err != nil {
-			return nil, nil, fmt.Errorf("graph simulator: %w", err)
-		}
-		closeFn = func() { _ = sim.Close() }
-		log.Warn("no Graph credentials configured: mirroring the built-in Graph simulator's demo tenant; set AZURE_TENANT_ID and AZURE_CLIENT_ID to mirror a real tenant",
-			"graph_url", info.GraphURL)
-		opts.BaseURL = info.GraphURL
+	if sim != nil {
+		opts.BaseURL = sim.GraphURL
 		credCfg = graph.CredentialConfig{
-			TenantID:      info.TenantID,
-			ClientID:      info.ClientID,
-			ClientSecret:  info.ClientSecret,
-			AuthorityHost: info.AuthorityURL,
+			TenantID:      sim.TenantID,
+			ClientID:      sim.ClientID,
+			ClientSecret:  sim.ClientSecret,
+			AuthorityHost: sim.AuthorityURL,
 		}
-		extraCAs = info.CAPEM
+		extraCAs = sim.CAPEM
 	} else if cfg.CAFile != "" {
 		pem, err := os.ReadFile(cfg.CAFile)
 		if err != nil {
-			return nil, nil, fmt.Errorf("ssl-cert-file: %w", err)
+			return nil, fmt.Errorf("ssl-cert-file: %w", err)
 		}
 		extraCAs = pem
 	}
 	hc, err := httpClientTrusting(extraCAs)
 	if err != nil {
-		closeFn()
-		return nil, nil, err
+		return nil, err
 	}
 	opts.HTTPClient = hc
 	credCfg.Transport = hc
 	cred, err := graph.NewCredential(credCfg)
 	if err != nil {
-		closeFn()
-		return nil, nil, fmt.Errorf("graph credential: %w", err)
+		return nil, fmt.Errorf("graph credential: %w", err)
 	}
 	gc, err := graph.New(cred, opts)
 	if err != nil {
-		closeFn()
-		return nil, nil, fmt.Errorf("graph client: %w", err)
+		return nil, fmt.Errorf("graph client: %w", err)
 	}
-	return gc, closeFn, nil
+	return gc, nil
 }
 
 // newAuthenticator returns how API callers are authenticated: the tokens
 // file, then the OIDC issuer, whichever are configured; nil (access control
 // off, said loudly in the log) when neither is.
-func newAuthenticator(ctx context.Context, cfg config, log *slog.Logger) (auth.Authenticator, error) {
+func newAuthenticator(ctx context.Context, cfg config, sim *graphsim.Server, simInfo graphsim.Info, log *slog.Logger) (auth.Authenticator, error) {
+	if !cfg.Auth.enabled() && sim != nil {
+		return demoAuthenticator(ctx, cfg, sim, simInfo, log)
+	}
 	if !cfg.Auth.enabled() {
 		log.Warn("API access control is off: any caller can read and change everything; set SEATLEDGER_OIDC_ISSUER or SEATLEDGER_TOKENS_FILE")
 		return nil, nil
@@ -309,6 +327,40 @@ func newAuthenticator(ctx context.Context, cfg config, log *slog.Logger) (auth.A
 	}
 	log.Info("API access control is on", "tokens_file", cfg.Auth.TokensFile != "", "oidc", cfg.Auth.OIDCIssuer != "")
 	return auth.Chain(chain...), nil
+}
+
+// demoAuthenticator is the zero-configuration demo's access control: the
+// built-in simulator's authority is the OIDC issuer, and a token holding
+// every role is minted, logged and written to demo-token in the data
+// directory, so the demo can be called at once. (This is the one token
+// seatledger ever logs: it is the demo's, valid only against this process.)
+func demoAuthenticator(ctx context.Context, cfg config, sim *graphsim.Server, info graphsim.Info, log *slog.Logger) (auth.Authenticator, error) {
+	hc, err := httpClientTrusting(info.CAPEM)
+	if err != nil {
+		return nil, err
+	}
+	o, err := auth.NewOIDC(ctx, auth.OIDCConfig{Issuer: info.IssuerURL, Audience: []string{demoAudience}, HTTPClient: hc, Logger: log.With("component", "auth")})
+	if err != nil {
+		return nil, fmt.Errorf("demo access control: %w", err)
+	}
+	roles := make([]string, 0, len(auth.Roles))
+	for _, r := range auth.Roles {
+		roles = append(roles, string(r))
+	}
+	token, err := sim.MintCallerToken(graphsim.CallerToken{Audience: demoAudience, Caller: "demo-admin", Roles: roles, Lifetime: 30 * 24 * time.Hour})
+	if err != nil {
+		return nil, fmt.Errorf("demo access control: %w", err)
+	}
+	tokenFile := ""
+	if cfg.DataDir != "" && os.MkdirAll(cfg.DataDir, 0o700) == nil {
+		tokenFile = filepath.Join(cfg.DataDir, "demo-token")
+		if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+			tokenFile = ""
+		}
+	}
+	log.Warn("demo access control: calls need this bearer token, which holds every role (curl -H \"Authorization: Bearer $TOKEN\")",
+		"token", token, "token_file", tokenFile, "roles", roles)
+	return o, nil
 }
 
 // httpClientTrusting returns an HTTP client that trusts the system's CAs

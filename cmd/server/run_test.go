@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	gosync "sync"
@@ -518,6 +519,20 @@ func TestRun_ZeroConfiguration(t *testing.T) {
 	if !strings.Contains(svc.logs.String(), "built-in Graph simulator") {
 		t.Errorf("the log does not say that the built-in simulator is used:\n%s", svc.logs)
 	}
+	// The demo enforces access control with a token it logs and writes
+	// to its data directory.
+	if code, _ := svc.get(t, "/v1/allotments"); code != http.StatusUnauthorized {
+		t.Errorf("GET /v1/allotments without the demo token = %d, want 401", code)
+	}
+	tok, err := os.ReadFile(filepath.Join(dir, "demo-token"))
+	if err != nil {
+		t.Fatalf("the demo token file: %v", err)
+	}
+	svc.token = strings.TrimSpace(string(tok))
+	if !strings.Contains(svc.logs.String(), svc.token) {
+		t.Error("the start-up log does not print the demo token")
+	}
+	svc.conn = svc.dial(t, svc.token)
 	svc.runSync(t)
 	demo, err := graphsim.New(graphsim.Options{})
 	if err != nil {
