@@ -87,15 +87,18 @@ func (m mirrored) stagedCount(ctx context.Context, tx pgx.Tx, snap int64) (int64
 // make the diff see it twice. With no duplicates it writes nothing.
 func (m mirrored) dedupe(ctx context.Context, tx pgx.Tx, snap int64) (int64, error) {
 	keys := strings.Join(m.keys, ", ")
+	// MATERIALIZED: the duplicates are computed once, whatever the
+	// planner guesses of the staging table.
 	q := `
-		DELETE FROM ` + m.stage + ` s
-		USING (
+		WITH d AS MATERIALIZED (
 			SELECT ` + keys + `, max(seq) AS seq
 			FROM ` + m.stage + `
 			WHERE snapshot_id = $1
 			GROUP BY ` + keys + `
 			HAVING count(*) > 1
-		) d
+		)
+		DELETE FROM ` + m.stage + ` s
+		USING d
 		WHERE s.snapshot_id = $1
 		  AND ` + m.keyMatch("s", "d") + `
 		  AND s.seq < d.seq`

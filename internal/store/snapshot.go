@@ -479,12 +479,14 @@ func (sn *Snapshot) merge(ctx context.Context, tx pgx.Tx) (counts map[string]Cha
 			return 0, fmt.Errorf("%w: %s holds %d rows of snapshot %d, %d were staged (cleared by a newer snapshot?)",
 				ErrConflict, table, n, sn.id, sn.staged[table])
 		}
+		// Fresh statistics first: the planner knows nothing of rows
+		// copied moments ago, and guesses one.
+		if _, err := tx.Exec(ctx, `ANALYZE `+table); err != nil {
+			return 0, fmt.Errorf("analyze %s: %w", table, err)
+		}
 		dups, err := m.dedupe(ctx, tx, sn.id)
 		if err != nil {
 			return 0, err
-		}
-		if _, err := tx.Exec(ctx, `ANALYZE `+table); err != nil {
-			return 0, fmt.Errorf("analyze %s: %w", table, err)
 		}
 		return n - dups, nil
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/seatledger/seatledger/internal/store"
+	"github.com/seatledger/seatledger/internal/store/storetest"
 )
 
 // rows yields items, for the Stage methods.
@@ -61,6 +62,29 @@ func physical(t *testing.T, conn *pgx.Conn, tables ...string) []string {
 		out = append(out, got...)
 	}
 	return out
+}
+
+// checkNoOverlaps fails the test if two versions of one key overlap in
+// time in any mirror table: the invariant the tables without exclusion
+// constraints leave to Snapshot.Apply.
+func checkNoOverlaps(t *testing.T, conn *pgx.Conn) {
+	t.Helper()
+	keys := map[string]string{"allotment_versions": "id", "subscription_versions": "subscription_id, allotment_id",
+		"assignment_versions": "id", "waiting_member_versions": "id", "assignment_error_versions": "id",
+		"user_versions": "id", "group_member_versions": "group_id, member_id"}
+	for table, key := range keys {
+		// Sorted by start, any overlap shows between neighbours.
+		n := queryInt(t, conn, `
+			SELECT count(*)
+			FROM (
+				SELECT valid, lag(valid) OVER (PARTITION BY `+key+` ORDER BY lower(valid)) AS prev
+				FROM `+table+`
+			) x
+			WHERE prev && valid`)
+		if n != 0 {
+			t.Errorf("%s: %d versions overlap their predecessor", table, n)
+		}
+	}
 }
 
 // snapshot describes what one test run stages; nil fields are not staged.
@@ -323,6 +347,7 @@ func TestSnapshot_history(t *testing.T) {
 			t.Errorf("GroupMembersAsOf(g1, %v) = %v, %v; want %v", at, got, err, want)
 		}
 	}
+	checkNoOverlaps(t, conn)
 }
 
 func TestSnapshot_partialLeavesOthersUntouched(t *testing.T) {
@@ -518,6 +543,7 @@ func TestSnapshot_massDeletionGuard(t *testing.T) {
 	// Fewer than 10 current rows: removing all is not held.
 	applyAt(t, st, t3, snapshot{assignments: assignments[:3]})
 	applyAt(t, st, t4, snapshot{assignments: []store.Assignment{}})
+	checkNoOverlaps(t, conn)
 }
 
 func TestSnapshot_usersFullAndDelta(t *testing.T) {
@@ -568,12 +594,13 @@ func TestSnapshot_usersFullAndDelta(t *testing.T) {
 	if _, err := sn.StageUsers(ctx, false, rows[store.User]()); err == nil {
 		t.Error("StageUsers(delta) after StageUsers(full) succeeded")
 	}
+	checkNoOverlaps(t, conn)
 }
 
 func TestSnapshot_groupMembers(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	st, _ := newStore(t)
+	st, conn := newStore(t)
 	m := func(id string) store.GroupMember { return store.GroupMember{MemberID: id, MemberType: store.KindUser} }
 	run := applyAt(t, st, t0, snapshot{groups: map[string][]store.GroupMember{"g1": {m("u1"), m("u2")}, "g2": {m("u3")}}})
 	wantRunCounts(t, run, map[string]store.Changes{"group_members": {Added: 3}})
@@ -603,6 +630,7 @@ func TestSnapshot_groupMembers(t *testing.T) {
 			}
 		}
 	}
+	checkNoOverlaps(t, conn)
 }
 
 func TestSnapshot_waitingQueueAndSubscriptions(t *testing.T) {
@@ -738,4 +766,76 @@ func TestStore_AllotmentHistory(t *testing.T) {
 			t.Errorf("%s (-want +got):\n%s", tt.name, diff)
 		}
 	}
+}
+
+// benchAssignments yields n assignments shaped like Graph's, generated on
+// the fly so the benchmark's own memory stays flat.
+func benchAssignments(n int) iter.Seq2[store.Assignment, error] {
+	return func(yield func(store.Assignment, error) bool) {
+		for i := range n {
+			id := fmt.Sprintf("0b5e1c2d-%04x-4a6f-9c1e-%012x", i%500, i)
+			user := fmt.Sprintf("7f3a%04x-2c4b-4d8e-a1b2-%012x", i%7, i)
+			raw := fmt.Appendf(nil, `{"@odata.type":"#microsoft.graph.cloudLicensing.assignment","id":%q,`+
+				`"disabledServicePlanIds":["f4f2f6de-6830-442b-a433-e92249faebe2"],`+
+				`"assignedTo":{"@odata.type":"#microsoft.graph.user","id":%q},"allotmentId":"a%03d"}`, id, user, i%200)
+			a := store.Assignment{ID: id, AllotmentID: fmt.Sprintf("a%03d", i%200), AssigneeID: user,
+				AssigneeType: store.KindUser, DisabledPlanIDs: []string{"f4f2f6de-6830-442b-a433-e92249faebe2"}, Raw: raw}
+			if !yield(a, nil) {
+				return
+			}
+		}
+	}
+}
+
+// BenchmarkSnapshot_Apply250kAssignments measures staging (COPY) and
+// applying 250,000 assignments: "first" into an empty mirror (every row a
+// new version), "unchanged" again over the same tenant (no version
+// written). It reports the staging and apply seconds separately.
+func BenchmarkSnapshot_Apply250kAssignments(b *testing.B) {
+	const n = 250_000
+	run := func(b *testing.B, st *store.Store, at time.Time) (stage, apply time.Duration) {
+		ctx := b.Context()
+		start := time.Now()
+		sn, err := st.BeginSnapshot(ctx, at)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if got, err := sn.StageAssignments(ctx, benchAssignments(n)); err != nil || got != n {
+			b.Fatalf("StageAssignments = %d, %v", got, err)
+		}
+		staged := time.Now()
+		if _, err := sn.Apply(ctx, store.SyncRun{}, store.ApplyOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		return staged.Sub(start), time.Since(staged)
+	}
+	report := func(b *testing.B, stage, apply time.Duration, runs int) {
+		b.ReportMetric(stage.Seconds()/float64(runs), "stage-s/op")
+		b.ReportMetric(apply.Seconds()/float64(runs), "apply-s/op")
+	}
+	b.Run("first", func(b *testing.B) {
+		var stage, apply time.Duration
+		runs := 0
+		for b.Loop() {
+			b.StopTimer()
+			st := storetest.New(b)
+			b.StartTimer()
+			s, a := run(b, st, t0)
+			stage, apply, runs = stage+s, apply+a, runs+1
+		}
+		report(b, stage, apply, runs)
+	})
+	b.Run("unchanged", func(b *testing.B) {
+		st := storetest.New(b)
+		at := t0
+		run(b, st, at)
+		var stage, apply time.Duration
+		runs := 0
+		for b.Loop() {
+			at = at.Add(time.Minute)
+			s, a := run(b, st, at)
+			stage, apply, runs = stage+s, apply+a, runs+1
+		}
+		report(b, stage, apply, runs)
+	})
 }
