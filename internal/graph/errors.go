@@ -12,12 +12,15 @@ import (
 
 // Error is a non-2xx answer from Graph.
 type Error struct {
-	Status     int           // HTTP status
-	Code       string        // error.code, e.g. "notFound", "TooManyRequests"
-	Message    string        // error.message (or the start of a non-JSON body)
-	InnerCode  string        // error.innerError.code, e.g. "resourceNotFound"; "" when absent
-	RequestID  string        // the request-id header (else innerError's), for support tickets
-	RetryAfter time.Duration // from the Retry-After header; 0 when absent
+	Status    int    // HTTP status
+	Code      string // error.code, e.g. "notFound", "TooManyRequests"
+	Message   string // error.message (or the start of a non-JSON body)
+	InnerCode string // error.innerError.code, e.g. "resourceNotFound"; "" when absent
+	RequestID string // the request-id header (else innerError's), for support tickets
+	// ClientRequestID is the client-request-id this client sent with the
+	// failed attempt (echoed by Graph), to find it in our own logs.
+	ClientRequestID string
+	RetryAfter      time.Duration // from the Retry-After header; 0 when absent
 
 	hasRetryAfter bool // Retry-After was present (it may say 0)
 }
@@ -63,14 +66,15 @@ type wireError struct {
 }
 
 type wireInnerError struct {
-	Code      string `json:"code"`
-	RequestID string `json:"request-id"`
+	Code            string `json:"code"`
+	RequestID       string `json:"request-id"`
+	ClientRequestID string `json:"client-request-id"`
 }
 
 // errorFromResponse builds the *Error for a non-2xx answer, tolerating
 // bodies that are not Graph's JSON (proxies, gateways).
 func errorFromResponse(resp *http.Response, body []byte) *Error {
-	e := &Error{Status: resp.StatusCode, RequestID: resp.Header.Get("request-id")}
+	e := &Error{Status: resp.StatusCode, RequestID: resp.Header.Get("request-id"), ClientRequestID: resp.Header.Get("client-request-id")}
 	e.RetryAfter, e.hasRetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	var w wireError
 	if err := json.Unmarshal(body, &w); err == nil && (w.Error.Code != "" || w.Error.Message != "") {
@@ -83,6 +87,9 @@ func errorFromResponse(resp *http.Response, body []byte) *Error {
 			e.InnerCode = inner.Code
 			if e.RequestID == "" {
 				e.RequestID = inner.RequestID
+			}
+			if e.ClientRequestID == "" {
+				e.ClientRequestID = inner.ClientRequestID
 			}
 		}
 		return e

@@ -2,10 +2,7 @@ package graph_test
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
-	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -20,54 +17,10 @@ import (
 	"github.com/seatledger/seatledger/internal/graphsim"
 )
 
-// pass lets a request through to the simulator.
-var pass rawFault = func(http.ResponseWriter, *http.Request) bool { return false }
-
-// reset drops the connection with a TCP reset before answering.
-var reset rawFault = func(w http.ResponseWriter, _ *http.Request) bool {
-	conn, _, err := w.(http.Hijacker).Hijack()
-	if err != nil {
-		panic(err)
-	}
-	if tc, ok := conn.(*tls.Conn); ok {
-		if tcp, ok := tc.NetConn().(*net.TCPConn); ok {
-			_ = tcp.SetLinger(0)
-		}
-	}
-	_ = conn.Close()
-	return true
-}
-
-// truncated promises a body and sends only its start.
-func truncated(status int) rawFault {
-	return func(w http.ResponseWriter, _ *http.Request) bool {
-		conn, buf, err := w.(http.Hijacker).Hijack()
-		if err != nil {
-			panic(err)
-		}
-		fmt.Fprintf(buf, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: 4096\r\n\r\n{\"value\":[{\"id\":\"trunc", status, http.StatusText(status))
-		_ = buf.Flush()
-		_ = conn.Close()
-		return true
-	}
-}
-
-// malformed answers status with a complete body that is not JSON.
-func malformed(status int) rawFault {
-	return func(w http.ResponseWriter, _ *http.Request) bool {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		_, _ = w.Write([]byte(`{"value":[{"id":"x",}`))
-		return true
-	}
-}
-
-// stall never answers: it waits until the client gives up.
-var stall rawFault = func(_ http.ResponseWriter, r *http.Request) bool {
-	// The server notices the client leaving only once the body is read.
-	_, _ = io.Copy(io.Discard, r.Body)
-	<-r.Context().Done()
-	return true
+// delayed holds the first matching request for longer than the clients
+// of these tests wait.
+func delayed(path string) graphsim.FaultRule {
+	return graphsim.FaultRule{Path: path, Kind: graphsim.FaultDelay, Delay: "10s", Nth: 1, Count: 1}
 }
 
 func TestClient_GETSurvivesEveryFault(t *testing.T) {
@@ -75,33 +28,37 @@ func TestClient_GETSurvivesEveryFault(t *testing.T) {
 	id := graphsim.DemoTenant().Allotments[0].ID
 	tests := []struct {
 		name   string
-		script []rawFault
+		faults []graphsim.FaultRule
 	}{
-		{"429 with Retry-After", []rawFault{status(429, "Retry-After", "0").raw()}},
-		{"503", []rawFault{status(503).raw()}},
-		{"504", []rawFault{status(504).raw()}},
-		{"409 Directory_ConcurrencyViolation", []rawFault{func(w http.ResponseWriter, _ *http.Request) bool {
-			w.WriteHeader(http.StatusConflict)
-			_, _ = w.Write([]byte(`{"error":{"code":"Directory_ConcurrencyViolation","message":"busy"}}`))
-			return true
-		}}},
-		{"connection reset", []rawFault{reset, reset}},
-		{"truncated JSON", []rawFault{truncated(200)}},
-		{"malformed JSON", []rawFault{malformed(200)}},
-		{"delay beyond the timeout", []rawFault{stall}},
-		{"everything in a row", []rawFault{reset, stall, truncated(200), malformed(200)}},
+		{"429 with Retry-After", []graphsim.FaultRule{{Path: "/beta/", Kind: graphsim.FaultThrottle, RetryAfterSeconds: 1, Nth: 1}}},
+		{"503", []graphsim.FaultRule{rule(graphsim.FaultUnavailable, 1)}},
+		{"504", []graphsim.FaultRule{rule(graphsim.FaultGatewayTimeout, 1)}},
+		// Go's transport may repeat a GET once by itself when a reused
+		// connection breaks, so two resets make sure the client sees one.
+		{"connection reset", []graphsim.FaultRule{rule(graphsim.FaultReset, 1), rule(graphsim.FaultReset, 2)}},
+		{"truncated JSON", []graphsim.FaultRule{rule(graphsim.FaultTruncate, 1)}},
+		{"malformed JSON", []graphsim.FaultRule{rule(graphsim.FaultMalformed, 1)}},
+		{"delay beyond the timeout", []graphsim.FaultRule{delayed("/beta/admin/cloudLicensing/allotments")}},
+		{"everything in a row", []graphsim.FaultRule{
+			rule(graphsim.FaultReset, 1), rule(graphsim.FaultUnavailable, 2), rule(graphsim.FaultTruncate, 3),
+			rule(graphsim.FaultMalformed, 4), rule(graphsim.FaultGatewayTimeout, 5),
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			f := newFront(t, graphsim.Options{}, nil, tt.script...)
-			c := f.client(t, graph.Options{Timeout: 500 * time.Millisecond, MaxRetries: 5})
+			s := startSim(t, graphsim.Options{Faults: tt.faults})
+			c := s.fastClient(t, graph.Options{Timeout: 500 * time.Millisecond, MaxRetries: 6})
 			a, err := c.GetAllotment(context.Background(), id)
 			if err != nil || a.ID != id {
 				t.Fatalf("GetAllotment = %q, %v; want success after retries", a.ID, err)
 			}
-			if st := c.Stats(); st.Retries < 1 || st.Requests != st.Retries+1 {
-				t.Errorf("Stats = %+v, want at least one retry and requests = retries + 1", st)
+			fired := 0
+			for _, f := range s.Faults() {
+				fired += f.Fired
+			}
+			if st := c.Stats(); fired == 0 || st.Requests != st.Retries+1 {
+				t.Errorf("Stats = %+v after %d faults, want requests = retries + 1", st, fired)
 			}
 		})
 	}
@@ -109,40 +66,28 @@ func TestClient_GETSurvivesEveryFault(t *testing.T) {
 
 func TestClient_GETGivesUpWithTheLastError(t *testing.T) {
 	t.Parallel()
-	id := graphsim.DemoTenant().Allotments[0].ID
-	t.Run("503 every time is an *Error", func(t *testing.T) {
-		t.Parallel()
-		f := newFront(t, graphsim.Options{}, nil, status(503).raw(), status(503).raw(), status(503).raw())
-		c := f.client(t, graph.Options{MaxRetries: 2})
-		_, err := c.GetAllotment(context.Background(), id)
-		var gerr *graph.Error
-		if !errors.As(err, &gerr) || gerr.Status != 503 || gerr.RequestID != "fault-request-id" {
-			t.Fatalf("err = %v, want the last 503 as *graph.Error", err)
-		}
-		if graph.OutcomeUnknown(err) {
-			t.Error("a GET's error says its outcome is unknown")
-		}
-		if st := c.Stats(); st.Requests != 3 || st.Retries != 2 {
-			t.Errorf("Stats = %+v, want 3 requests, 2 retries", st)
-		}
-	})
-	t.Run("malformed every time names the problem", func(t *testing.T) {
-		t.Parallel()
-		f := newFront(t, graphsim.Options{}, nil, malformed(200), malformed(200))
-		c := f.client(t, graph.Options{MaxRetries: 1})
-		_, err := c.GetAllotment(context.Background(), id)
-		if err == nil || !strings.Contains(err.Error(), "not valid JSON") {
-			t.Fatalf("err = %v, want one about the invalid body", err)
-		}
-	})
+	s := startSim(t, graphsim.Options{Faults: []graphsim.FaultRule{always(graphsim.FaultMalformed)}})
+	c := s.fastClient(t, graph.Options{MaxRetries: 1})
+	_, err := c.GetAllotment(context.Background(), s.Allotments()[0].ID)
+	if err == nil || !strings.Contains(err.Error(), "not valid JSON") {
+		t.Fatalf("err = %v, want one about the invalid body", err)
+	}
+	if st := c.Stats(); st.Requests != 2 {
+		t.Errorf("Stats = %+v, want 2 requests", st)
+	}
 }
 
 func TestClient_PageFailuresNeitherDuplicateNorDrop(t *testing.T) {
 	t.Parallel()
-	// Pages 2 and 4 fail in different ways; the listing is still whole.
-	f := newFront(t, graphsim.Options{Tenant: new(manyAllotments(23)), PageSize: 4}, nil,
-		pass, status(503).raw(), pass, truncated(200), reset, pass)
-	c := f.client(t, graph.Options{})
+	// The 2nd, 4th and 5th page requests that follow a next link fail in
+	// different ways; the listing is still whole.
+	page := func(kind string, nth int) graphsim.FaultRule {
+		return graphsim.FaultRule{PathRegexp: "skiptoken", Kind: kind, Nth: nth}
+	}
+	s := startSim(t, graphsim.Options{Tenant: new(manyAllotments(23)), PageSize: 4, Faults: []graphsim.FaultRule{
+		page(graphsim.FaultUnavailable, 2), page(graphsim.FaultTruncate, 4), page(graphsim.FaultMalformed, 5),
+	}})
+	c := s.fastClient(t, graph.Options{})
 	var got []string
 	for a, err := range c.Allotments(context.Background()) {
 		if err != nil {
@@ -151,49 +96,85 @@ func TestClient_PageFailuresNeitherDuplicateNorDrop(t *testing.T) {
 		got = append(got, a.ID)
 	}
 	var want []string
-	for _, a := range f.sim.Allotments() {
+	for _, a := range s.Allotments() {
 		want = append(want, a.ID)
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("ids (-sim +client):\n%s", diff)
 	}
+	if st := c.Stats(); st.Retries != 3 {
+		t.Errorf("Stats = %+v, want 3 retries", st)
+	}
 }
 
-// create is an assignment request for the demo tenant.
-func create() graph.CreateAssignment {
-	return graph.CreateAssignment{
-		AllotmentID: graphsim.DemoTenant().Allotments[0].ID, AssigneeID: "6d645c5f-089f-40d8-b0e7-136fb5c56d5b", AssigneeType: "user",
+// newHire is a user who holds no licence yet, and the create request that
+// gives them one.
+const newHireID = "6d645c5f-089f-40d8-b0e7-136fb5c56d5b"
+
+func withNewHire(t *testing.T, s sim) graph.CreateAssignment {
+	t.Helper()
+	if err := s.AddUser(graphsim.UserState{ID: newHireID, UserPrincipalName: "new.hire@contoso.example", DisplayName: "New Hire", AccountEnabled: true}); err != nil {
+		t.Fatal(err)
 	}
+	return graph.CreateAssignment{AllotmentID: s.Allotments()[1].ID, AssigneeID: newHireID, AssigneeType: "user"}
+}
+
+// assignmentsOf counts the simulator's assignments to a principal.
+func assignmentsOf(s sim, id string) int {
+	n := 0
+	for _, a := range s.Assignments() {
+		if a.AssignedToID == id {
+			n++
+		}
+	}
+	return n
 }
 
 func TestClient_CreateIsNeverRepeatedBlindly(t *testing.T) {
 	t.Parallel()
+	const path = "/beta/admin/cloudLicensing/assignments"
+	post := func(kind string) graphsim.FaultRule {
+		return graphsim.FaultRule{Path: path, Method: http.MethodPost, Kind: kind, Nth: 1}
+	}
 	tests := []struct {
 		name  string
-		fault rawFault
+		fault graphsim.FaultRule
+		// created is how many assignments the simulator made before the
+		// fault struck, which only reading back can tell; -1 when it may
+		// still act (a delayed request is served after the client left).
+		created int
 	}{
-		{"500", status(500).raw()},
-		{"503", status(503).raw()},
-		{"504", status(504, "Retry-After", "0").raw()},
-		{"connection reset", reset},
-		{"delay beyond the timeout", stall},
-		{"truncated 201", truncated(201)},
-		{"malformed 201", malformed(201)},
+		{"503", post(graphsim.FaultUnavailable), 0},
+		{"504", post(graphsim.FaultGatewayTimeout), 0},
+		{"connection reset", post(graphsim.FaultReset), 0},
+		{"delay beyond the timeout", graphsim.FaultRule{Path: path, Method: http.MethodPost, Kind: graphsim.FaultDelay, Delay: "2s", Nth: 1}, -1},
+		{"truncated 201", post(graphsim.FaultTruncate), 1},
+		{"malformed 201", post(graphsim.FaultMalformed), 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			f := newFront(t, graphsim.Options{}, nil, tt.fault)
-			c := f.client(t, graph.Options{Timeout: 300 * time.Millisecond})
-			_, err := c.CreateAssignment(context.Background(), create())
+			s := startSim(t, graphsim.Options{Faults: []graphsim.FaultRule{tt.fault}})
+			req := withNewHire(t, s)
+			c := s.fastClient(t, graph.Options{Timeout: 500 * time.Millisecond})
+			_, err := c.CreateAssignment(context.Background(), req)
 			if err == nil || !graph.OutcomeUnknown(err) {
 				t.Fatalf("err = %v, want one for which OutcomeUnknown is true", err)
 			}
-			if got := f.graphMethods(); !cmp.Equal(got, []string{http.MethodPost}) {
-				t.Errorf("requests = %v, want exactly one POST", got)
-			}
 			if st := c.Stats(); st.Requests != 1 || st.Retries != 0 {
-				t.Errorf("Stats = %+v, want 1 request, no retry", st)
+				t.Errorf("Stats = %+v, want exactly one POST", st)
+			}
+			want := tt.created
+			if want < 0 {
+				return
+			}
+			if n := assignmentsOf(s, newHireID); n != want {
+				t.Errorf("the simulator holds %d assignments of the new hire, want %d", n, want)
+			}
+			// Reading back is how the caller learns the outcome.
+			got := all(t, c.UserAssignments(context.Background(), newHireID))
+			if len(got) != want {
+				t.Errorf("read back %d assignments, want %d", len(got), want)
 			}
 		})
 	}
@@ -203,28 +184,33 @@ func TestClient_CreateRetriesWhenGraphSurelyDidNotAct(t *testing.T) {
 	t.Parallel()
 	t.Run("429 is retried after Retry-After", func(t *testing.T) {
 		t.Parallel()
-		f := newFront(t, graphsim.Options{}, nil, status(429, "Retry-After", "0").raw(), status(400).raw())
-		c := f.client(t, graph.Options{})
-		_, err := c.CreateAssignment(context.Background(), create())
-		var gerr *graph.Error
-		if !errors.As(err, &gerr) || gerr.Status != 400 || graph.OutcomeUnknown(err) {
-			t.Fatalf("err = %v, want the second answer (400), outcome known", err)
+		s := startSim(t, graphsim.Options{Faults: []graphsim.FaultRule{{
+			Path: "/beta/admin/cloudLicensing/assignments", Method: http.MethodPost, Kind: graphsim.FaultThrottle, RetryAfterSeconds: 1, Nth: 1,
+		}}})
+		req := withNewHire(t, s)
+		c := s.fastClient(t, graph.Options{})
+		a, err := c.CreateAssignment(context.Background(), req)
+		if err != nil || a.ID == "" {
+			t.Fatalf("CreateAssignment = %+v, %v; want success on the second attempt", a, err)
 		}
-		if got := f.graphMethods(); !cmp.Equal(got, []string{http.MethodPost, http.MethodPost}) {
-			t.Errorf("requests = %v, want the POST twice", got)
+		if st := c.Stats(); st.Requests != 2 || st.Throttled != 1 {
+			t.Errorf("Stats = %+v, want 2 requests, 1 throttled", st)
+		}
+		if n := assignmentsOf(s, newHireID); n != 1 {
+			t.Errorf("the new hire holds %d assignments, want 1", n)
 		}
 	})
 	t.Run("refused connection is retried", func(t *testing.T) {
 		t.Parallel()
-		f := newFront(t, graphsim.Options{}, nil)
+		s := startSim(t, graphsim.Options{})
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
 		dead := "https://" + ln.Addr().String() + "/beta"
 		ln.Close()
-		c := f.client(t, graph.Options{BaseURL: dead, MaxRetries: 2})
-		_, err = c.CreateAssignment(context.Background(), create())
+		c := s.fastClient(t, graph.Options{BaseURL: dead, MaxRetries: 2})
+		_, err = c.CreateAssignment(context.Background(), graph.CreateAssignment{AllotmentID: "a", AssigneeID: newHireID, AssigneeType: "user"})
 		if err == nil || graph.OutcomeUnknown(err) {
 			t.Fatalf("err = %v, want a known failure", err)
 		}
@@ -232,6 +218,34 @@ func TestClient_CreateRetriesWhenGraphSurelyDidNotAct(t *testing.T) {
 			t.Errorf("Stats.Requests = %d, want 1 + 2 retries", st.Requests)
 		}
 	})
+}
+
+func TestClient_WritesThatAreRetried(t *testing.T) {
+	t.Parallel()
+	s := startSim(t, graphsim.Options{Faults: []graphsim.FaultRule{
+		{Path: "/beta/admin/cloudLicensing/assignments/", Method: http.MethodPatch, Kind: graphsim.FaultUnavailable, Nth: 1},
+		{Path: "/beta/admin/cloudLicensing/assignments/", Method: http.MethodDelete, Kind: graphsim.FaultGatewayTimeout, Nth: 1},
+		{Path: "/beta/users/", Method: http.MethodPost, Kind: graphsim.FaultUnavailable, Nth: 1},
+	}})
+	c := s.fastClient(t, graph.Options{})
+	ctx := context.Background()
+	a := s.Assignments()[0]
+	const teams1 = "57ff2da0-773e-42df-b2af-ffb7a2317929"
+	if a.AllotmentID != s.Allotments()[0].ID {
+		t.Fatalf("assignment %s is not of an ENTERPRISEPACK allotment", a.ID)
+	}
+	if _, err := c.UpdateAssignment(ctx, a.ID, []string{teams1}); err != nil {
+		t.Errorf("UpdateAssignment: %v", err)
+	}
+	if err := c.ReprocessAssignments(ctx, s.Users()[0].ID); err != nil {
+		t.Errorf("ReprocessAssignments: %v", err)
+	}
+	if err := c.DeleteAssignment(ctx, a.ID); err != nil {
+		t.Errorf("DeleteAssignment: %v", err)
+	}
+	if st := c.Stats(); st.Retries != 3 || st.Requests != 6 {
+		t.Errorf("Stats = %+v, want each of the three writes retried once", st)
+	}
 }
 
 func TestClient_MaxConcurrent(t *testing.T) {
@@ -243,9 +257,9 @@ func TestClient_MaxConcurrent(t *testing.T) {
 		full    = make(chan struct{})
 		release = make(chan struct{})
 	)
-	// Every request waits at the front until released; the limit-th to
-	// arrive says the client is at its limit.
-	hold := func(http.ResponseWriter, *http.Request) bool {
+	// Every Graph request waits until released; the limit-th to arrive
+	// says the client is at its limit.
+	hold := graphOnly(func(w http.ResponseWriter, r *http.Request, sim http.Handler) {
 		mu.Lock()
 		arrived++
 		if arrived == limit {
@@ -253,9 +267,9 @@ func TestClient_MaxConcurrent(t *testing.T) {
 		}
 		mu.Unlock()
 		<-release
-		return false
-	}
-	f := newFront(t, graphsim.Options{}, nil, hold, hold, hold, hold)
+		sim.ServeHTTP(w, r)
+	})
+	f := newWrappedSim(t, graphsim.Options{}, hold)
 	c := f.client(t, graph.Options{MaxConcurrent: limit})
 	id := graphsim.DemoTenant().Allotments[0].ID
 	errs := make(chan error, limit)
@@ -290,14 +304,29 @@ func TestClient_DeleteWhoseAnswerWasLost(t *testing.T) {
 	t.Parallel()
 	// The first DELETE reaches the simulator, which deletes; then the
 	// connection is reset, so the client cannot know. Its retry finds
-	// nothing (404), which means the first attempt worked.
-	var sim http.Handler
-	deleteThenReset := func(w http.ResponseWriter, r *http.Request) bool {
+	// nothing (404), which means the first attempt worked. (The
+	// simulator's own reset fault strikes before it acts.)
+	var (
+		mu      sync.Mutex
+		methods []string
+	)
+	deleteThenReset := graphOnly(func(w http.ResponseWriter, r *http.Request, sim http.Handler) {
+		mu.Lock()
+		methods = append(methods, r.Method)
+		first := len(methods) == 1
+		mu.Unlock()
+		if !first {
+			sim.ServeHTTP(w, r)
+			return
+		}
 		sim.ServeHTTP(httptest.NewRecorder(), r)
-		return reset(w, r)
-	}
-	f := newFront(t, graphsim.Options{}, nil, deleteThenReset)
-	sim = f.sim.Handler()
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			panic(err)
+		}
+		_ = conn.Close()
+	})
+	f := newWrappedSim(t, graphsim.Options{}, deleteThenReset)
 	c := f.client(t, graph.Options{})
 	id := f.sim.Assignments()[0].ID
 	if err := c.DeleteAssignment(context.Background(), id); err != nil {
@@ -308,7 +337,9 @@ func TestClient_DeleteWhoseAnswerWasLost(t *testing.T) {
 			t.Fatal("the assignment is still there")
 		}
 	}
-	if got := f.graphMethods(); !cmp.Equal(got, []string{http.MethodDelete, http.MethodDelete}) {
-		t.Errorf("requests = %v, want the DELETE and its retry", got)
+	mu.Lock()
+	defer mu.Unlock()
+	if !cmp.Equal(methods, []string{http.MethodDelete, http.MethodDelete}) {
+		t.Errorf("requests = %v, want the DELETE and its retry", methods)
 	}
 }

@@ -398,7 +398,8 @@ func (c *Client) try(ctx context.Context, method, rawURL string, reqBody []byte)
 	}
 	req.Header.Set("Authorization", "Bearer "+tok.Token)
 	req.Header.Set("Accept", "application/json")
-	req.Header.Set("client-request-id", newGUID())
+	crid := newGUID()
+	req.Header.Set("client-request-id", crid)
 	req.Header.Set("User-Agent", "seatledger")
 	if reqBody != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -438,6 +439,9 @@ func (c *Client) try(ctx context.Context, method, rawURL string, reqBody []byte)
 		c.throttled.Add(1)
 	}
 	gerr := errorFromResponse(resp, body)
+	if gerr.ClientRequestID == "" {
+		gerr.ClientRequestID = crid
+	}
 	return nil, 0, gerr.RetryAfter, gerr
 }
 
