@@ -363,3 +363,36 @@ func TestClient_ReprocessAssignments(t *testing.T) {
 		t.Errorf("ReprocessAssignments(unknown user): err = %v, want 404", err)
 	}
 }
+
+func TestClient_CreateForGroupsAndDevices(t *testing.T) {
+	t.Parallel()
+	s := startSim(t, graphsim.Options{})
+	c := s.client(t, s.info.ClientSecret, graph.Options{})
+	ctx := context.Background()
+	// The Teams trial allotment is user,group only; a kiosk is a device.
+	teams := s.Allotments()[2]
+	if slices.Contains(teams.AssignableTo, "device") {
+		t.Fatalf("allotment %s is assignable to devices", teams.ID)
+	}
+	group := s.Groups()[len(s.Groups())-1]
+	for _, a := range s.Assignments() {
+		if a.AssignedToID == group.ID && a.AllotmentID == teams.ID {
+			t.Fatalf("group %s already holds %s", group.DisplayName, teams.ID)
+		}
+	}
+	created, err := c.CreateAssignment(ctx, graph.CreateAssignment{AllotmentID: teams.ID, AssigneeID: group.ID, AssigneeType: "group"})
+	if err != nil {
+		t.Fatalf("CreateAssignment(group): %v", err)
+	}
+	listed := all(t, c.Assignments(ctx))
+	i := slices.IndexFunc(listed, func(a graph.Assignment) bool { return a.ID == created.ID })
+	if i < 0 || listed[i].AssignedTo != (graph.DirectoryObject{ID: group.ID, Type: "group"}) || listed[i].AllotmentID != teams.ID {
+		t.Errorf("listing after the group create: %+v", listed)
+	}
+
+	_, err = c.CreateAssignment(ctx, graph.CreateAssignment{AllotmentID: teams.ID, AssigneeID: s.Devices()[0].ID, AssigneeType: "device"})
+	var gerr *graph.Error
+	if !errors.As(err, &gerr) || gerr.Status != http.StatusBadRequest || gerr.InnerCode != "invalidAssigneeType" {
+		t.Errorf("CreateAssignment(device on a user,group allotment): err = %v, want 400 invalidAssigneeType", err)
+	}
+}
