@@ -1,0 +1,621 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"math/big"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+)
+
+// Idle-seat policies: who pays for licences allotted but held by nobody.
+const (
+	// IdleUnallocated leaves idle seats in their own rows, with no
+	// department.
+	IdleUnallocated = "unallocated"
+	// IdleProportional shares an allotment's idle seats of a day among the
+	// departments holding its seats that day, in proportion to their
+	// seats. Days with no holder stay unallocated.
+	IdleProportional = "proportional"
+	// IdleOwner charges an allotment's idle seats to its owner department;
+	// allotments without an owner stay unallocated.
+	IdleOwner = "owner"
+)
+
+// Allocation methods of chargeback lines (FOCUS x_AllocationMethod).
+const (
+	// AllocSeatHolder: seats charged to their holder's department.
+	AllocSeatHolder = "SeatHolderDepartment"
+	// AllocIdleProportional: idle seats shared in proportion to use.
+	AllocIdleProportional = "IdleProportionalToUse"
+	// AllocIdleOwner: idle seats charged to the allotment's owner.
+	AllocIdleOwner = "IdleToAllotmentOwner"
+)
+
+// Chargeback groupings.
+const (
+	GroupByDepartment = "department"
+	GroupByAllotment  = "allotment"
+	GroupBySKU        = "sku"
+)
+
+// maxChargebackDays bounds the range of one chargeback computation.
+const maxChargebackDays = 732
+
+// ChargebackParams selects the days and seats of a chargeback.
+type ChargebackParams struct {
+	// From and To are the first and last day, inclusive ("YYYY-MM-DD"),
+	// calendar days in TimeZone.
+	From, To string
+	// TimeZone is an IANA zone name; "" means UTC.
+	TimeZone string
+	// IdlePolicy is IdleUnallocated (the default for ""),
+	// IdleProportional or IdleOwner.
+	IdlePolicy string
+	// Department, AllotmentID and SKUID keep only matching lines when set.
+	// The department filter applies after idle seats are allocated.
+	Department, AllotmentID, SKUID string
+}
+
+// ChargebackLine is the seats of one day, allotment, department and seat
+// state, with their exact cost: the grain of the FOCUS export, from which
+// every grouping is summed.
+type ChargebackLine struct {
+	// Day is the calendar day in the request's time zone, "YYYY-MM-DD";
+	// DayStart and DayEnd are its bounds as instants.
+	Day              string
+	DayStart, DayEnd time.Time
+	AllotmentID      string
+	SKUID            string
+	SKUPartNumber    string
+	// Department is the seat holders' department that day, or for idle
+	// lines the department the policy charged ("" when unallocated, and
+	// for holders without a department).
+	Department string
+	// Idle marks idle seats (allotted, held by nobody).
+	Idle bool
+	// AllocationMethod is AllocSeatHolder for held seats, and for idle
+	// seats AllocIdleProportional, AllocIdleOwner or "" (unallocated).
+	AllocationMethod string
+	// Seats is the number of licences: an integer, except for idle seats
+	// shared in proportion to use.
+	Seats *big.Rat
+	// DuplicateSeats counts seats whose holder also held the SKU from
+	// another allotment that day.
+	DuplicateSeats int64
+	// DaysInMonth is the number of days of Day's month.
+	DaysInMonth int64
+	// Currency, UnitPrice and ListUnitPrice are the SKU's monthly price
+	// valid on Day (decimal text); all "" when the SKU has no price that
+	// day.
+	Currency, UnitPrice, ListUnitPrice string
+	// Cost = Seats × UnitPrice ÷ DaysInMonth and ListCost likewise, exact;
+	// zero without a price.
+	Cost, ListCost *big.Rat
+}
+
+// Priced reports whether the line's SKU had a price on its day.
+func (l ChargebackLine) Priced() bool { return l.UnitPrice != "" }
+
+// Chargeback is the result of Store.Chargeback.
+type Chargeback struct {
+	// Lines are ordered by day, allotment, seat state (held first),
+	// department.
+	Lines []ChargebackLine
+	// UnpricedSKUs are the SKUs with seat-days on days without a price.
+	UnpricedSKUs []string
+}
+
+// Chargeback computes seat-days and their exact cost for a range of days
+// from the mirror's history (see docs/chargeback.md for the method):
+//
+//   - a holder (user or device) counts one seat of an allotment on a day
+//     when it held the seat at any moment of that day, directly or as a
+//     direct member of an assigned group (group members only when the
+//     allotment is assignable to their kind), once however many paths;
+//   - its department is the one of the user's latest version overlapping
+//     that day (the department at the end of the day, or when the user
+//     left during the day, the last one seen);
+//   - an allotment's allotted units on a day are those of its latest
+//     version overlapping the day, and its idle seats the allotted units
+//     minus the holders counted (never negative);
+//   - the price is the SKU's price valid that day, divided by the days of
+//     the month.
+//
+// The counting is one set-based query bounded by the range; Go then
+// allocates idle seats by p.IdlePolicy with exact rational arithmetic.
+func (s *Store) Chargeback(ctx context.Context, p ChargebackParams) (Chargeback, error) {
+	from, err := time.Parse(time.DateOnly, p.From)
+	if err != nil {
+		return Chargeback{}, fmt.Errorf("chargeback: from: %w", err)
+	}
+	to, err := time.Parse(time.DateOnly, p.To)
+	if err != nil {
+		return Chargeback{}, fmt.Errorf("chargeback: to: %w", err)
+	}
+	if to.Before(from) {
+		return Chargeback{}, errors.New("chargeback: to is before from")
+	}
+	if days := int(to.Sub(from).Hours()/24) + 1; days > maxChargebackDays {
+		return Chargeback{}, fmt.Errorf("chargeback: range of %d days is longer than %d", days, maxChargebackDays)
+	}
+	tz := p.TimeZone
+	if tz == "" {
+		tz = "UTC"
+	}
+	policy := p.IdlePolicy
+	switch policy {
+	case "":
+		policy = IdleUnallocated
+	case IdleUnallocated, IdleProportional, IdleOwner:
+	default:
+		return Chargeback{}, fmt.Errorf("chargeback: unknown idle policy %q", p.IdlePolicy)
+	}
+
+	var b sqlBuilder
+	fromArg, toArg, tzArg := b.arg(p.From), b.arg(p.To), b.arg(tz)
+	allotCond, finalCond := "TRUE", "TRUE"
+	switch {
+	case p.AllotmentID != "":
+		// Duplicate detection needs the other allotments of the same SKU,
+		// so the allotment filter narrows to its SKU first, to itself last.
+		a := b.arg(p.AllotmentID)
+		allotCond = "av.sku_id IN (SELECT x.sku_id FROM allotment_versions x WHERE x.id = " + a + ")"
+		finalCond = "l.allotment_id = " + a
+		if p.SKUID != "" {
+			allotCond += " AND av.sku_id = " + b.arg(p.SKUID)
+		}
+	case p.SKUID != "":
+		allotCond = "av.sku_id = " + b.arg(p.SKUID)
+	}
+	// Every CTE is bounded by the range (span) so that a month costs the
+	// same whatever the length of the history.
+	q := `
+		WITH days AS MATERIALIZED (
+			SELECT g::date AS day,
+			       tstzrange(g AT TIME ZONE ` + tzArg + `, (g + interval '1 day') AT TIME ZONE ` + tzArg + `) AS r,
+			       extract(day FROM date_trunc('month', g) + interval '1 month' - interval '1 day')::bigint AS dim
+			FROM generate_series(` + fromArg + `::date::timestamp, ` + toArg + `::date::timestamp, interval '1 day') AS g
+		), span AS MATERIALIZED (
+			SELECT tstzrange(min(lower(r)), max(upper(r))) AS r FROM days
+		), allot AS MATERIALIZED (
+			-- Each allotment's state on each day: its latest version that day.
+			SELECT DISTINCT ON (av.id, d.day)
+			       av.id AS allotment_id, d.day, av.sku_id, av.sku_part_number, av.allotted_units, av.assignable_to
+			FROM allotment_versions av
+			JOIN days d ON av.valid && d.r
+			WHERE av.valid && (SELECT r FROM span) AND ` + allotCond + `
+			ORDER BY av.id, d.day, lower(av.valid) DESC
+		), held AS (
+			-- Every path to a seat, with the time it was held.
+			SELECT a.allotment_id, a.assignee_id AS holder_id, a.assignee_type AS holder_type,
+			       false AS via_group, a.valid AS v
+			FROM assignment_versions a
+			WHERE a.assignee_type IN ('user', 'device') AND a.valid && (SELECT r FROM span)
+			  AND a.allotment_id IN (SELECT allotment_id FROM allot)
+			UNION ALL
+			SELECT a.allotment_id, g.member_id, g.member_type, true, a.valid * g.valid
+			FROM assignment_versions a
+			JOIN group_member_versions g ON g.group_id = a.assignee_id AND g.valid && a.valid
+			WHERE a.assignee_type = 'group' AND g.member_type IN ('user', 'device')
+			  AND a.valid && (SELECT r FROM span) AND g.valid && (SELECT r FROM span)
+			  AND a.allotment_id IN (SELECT allotment_id FROM allot)
+		), holder_days AS MATERIALIZED (
+			-- One seat per holder, allotment and day, however many paths.
+			SELECT DISTINCT h.allotment_id, d.day, h.holder_id, al.sku_id
+			FROM held h
+			JOIN days d ON h.v && d.r
+			JOIN allot al ON al.allotment_id = h.allotment_id AND al.day = d.day
+			WHERE NOT h.via_group OR h.holder_type = ANY (al.assignable_to)
+		), dept AS (
+			-- A user's department on a day: its latest version that day.
+			SELECT DISTINCT ON (u.id, d.day) u.id, d.day, u.department
+			FROM user_versions u
+			JOIN days d ON u.valid && d.r
+			WHERE u.valid && (SELECT r FROM span)
+			  AND u.id IN (SELECT holder_id FROM holder_days)
+			ORDER BY u.id, d.day, lower(u.valid) DESC
+		), seats AS (
+			SELECT hd.allotment_id, hd.day, COALESCE(dp.department, '') AS department,
+			       count(*) OVER (PARTITION BY hd.holder_id, hd.day, hd.sku_id) > 1 AS dup
+			FROM holder_days hd
+			LEFT JOIN dept dp ON dp.id = hd.holder_id AND dp.day = hd.day
+		), assigned AS (
+			SELECT allotment_id, day, department, count(*) AS seats, count(*) FILTER (WHERE dup) AS dup_seats
+			FROM seats
+			GROUP BY allotment_id, day, department
+		), lines AS (
+			SELECT allotment_id, day, department, false AS idle, seats, dup_seats
+			FROM assigned
+			UNION ALL
+			SELECT al.allotment_id, al.day, '', true, al.allotted_units - COALESCE(t.held, 0), 0
+			FROM allot al
+			LEFT JOIN (SELECT allotment_id, day, sum(seats) AS held FROM assigned GROUP BY 1, 2) t
+			  USING (allotment_id, day)
+			WHERE al.allotted_units > COALESCE(t.held, 0)
+		)
+		SELECT l.day, lower(d.r), upper(d.r), l.allotment_id, al.sku_id, al.sku_part_number, l.department,
+		       l.idle, l.seats, l.dup_seats, d.dim,
+		       COALESCE(pr.currency, ''), COALESCE(pr.monthly_unit_price::text, ''),
+		       COALESCE(pr.monthly_list_unit_price::text, pr.monthly_unit_price::text, '')
+		FROM lines l
+		JOIN allot al USING (allotment_id, day)
+		JOIN days d USING (day)
+		LEFT JOIN LATERAL (
+			SELECT p.currency, p.monthly_unit_price, p.monthly_list_unit_price
+			FROM prices p
+			WHERE p.sku_id = al.sku_id AND p.valid_from <= l.day
+			ORDER BY p.valid_from DESC
+			LIMIT 1
+		) pr ON true
+		WHERE ` + finalCond + `
+		ORDER BY l.day, l.allotment_id, l.idle, l.department`
+	rows, _ := s.pool.Query(ctx, q, b.args...)
+	lines, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (ChargebackLine, error) {
+		var (
+			l     ChargebackLine
+			day   pgtype.Date
+			seats int64
+		)
+		if err := row.Scan(&day, &l.DayStart, &l.DayEnd, &l.AllotmentID, &l.SKUID, &l.SKUPartNumber, &l.Department,
+			&l.Idle, &seats, &l.DuplicateSeats, &l.DaysInMonth, &l.Currency, &l.UnitPrice, &l.ListUnitPrice); err != nil {
+			return l, err
+		}
+		l.Day = day.Time.Format(time.DateOnly)
+		l.DayStart, l.DayEnd = l.DayStart.UTC(), l.DayEnd.UTC()
+		l.Seats = new(big.Rat).SetInt64(seats)
+		if !l.Idle {
+			l.AllocationMethod = AllocSeatHolder
+		}
+		return l, nil
+	})
+	if err != nil {
+		return Chargeback{}, fmt.Errorf("compute seat-days: %w", translate(err))
+	}
+	var owners map[string]string
+	if policy == IdleOwner {
+		if owners, err = s.allotmentOwners(ctx); err != nil {
+			return Chargeback{}, err
+		}
+	}
+	lines = allocateIdle(lines, policy, owners)
+	var out Chargeback
+	unpriced := map[string]bool{}
+	for _, l := range lines {
+		if p.Department != "" && l.Department != p.Department {
+			continue
+		}
+		if err := l.price(); err != nil {
+			return Chargeback{}, err
+		}
+		if !l.Priced() && !unpriced[l.SKUID] {
+			unpriced[l.SKUID] = true
+			out.UnpricedSKUs = append(out.UnpricedSKUs, l.SKUID)
+		}
+		out.Lines = append(out.Lines, l)
+	}
+	slices.Sort(out.UnpricedSKUs)
+	return out, nil
+}
+
+// price sets the line's exact Cost and ListCost.
+func (l *ChargebackLine) price() error {
+	l.Cost, l.ListCost = new(big.Rat), new(big.Rat)
+	if !l.Priced() {
+		return nil
+	}
+	unit, ok := new(big.Rat).SetString(l.UnitPrice)
+	if !ok {
+		return fmt.Errorf("chargeback: price %q of sku %q is not a decimal", l.UnitPrice, l.SKUID)
+	}
+	list, ok := new(big.Rat).SetString(l.ListUnitPrice)
+	if !ok {
+		return fmt.Errorf("chargeback: list price %q of sku %q is not a decimal", l.ListUnitPrice, l.SKUID)
+	}
+	perDay := new(big.Rat).Quo(l.Seats, new(big.Rat).SetInt64(l.DaysInMonth))
+	l.Cost.Mul(perDay, unit)
+	l.ListCost.Mul(perDay, list)
+	return nil
+}
+
+// allocateIdle applies the idle-seat policy to lines (ordered by day,
+// allotment, idle last): under IdleProportional an idle line becomes one
+// line per department holding seats of the allotment that day, sharing the
+// idle seats in proportion to their seats; under IdleOwner it goes to the
+// allotment's owner. Idle lines the policy cannot place stay unallocated.
+func allocateIdle(lines []ChargebackLine, policy string, owners map[string]string) []ChargebackLine {
+	if policy == IdleUnallocated {
+		return lines
+	}
+	out := make([]ChargebackLine, 0, len(lines))
+	start := 0 // first line of the current (day, allotment) in out
+	for _, l := range lines {
+		if len(out) > 0 && (out[len(out)-1].Day != l.Day || out[len(out)-1].AllotmentID != l.AllotmentID) {
+			start = len(out)
+		}
+		if !l.Idle {
+			out = append(out, l)
+			continue
+		}
+		switch policy {
+		case IdleOwner:
+			if owner := owners[l.AllotmentID]; owner != "" {
+				l.Department, l.AllocationMethod = owner, AllocIdleOwner
+			}
+			out = append(out, l)
+		case IdleProportional:
+			held := out[start:]
+			total := new(big.Rat)
+			for _, h := range held {
+				total.Add(total, h.Seats)
+			}
+			if total.Sign() == 0 {
+				out = append(out, l)
+				continue
+			}
+			for _, h := range held {
+				share := l
+				share.Department, share.AllocationMethod = h.Department, AllocIdleProportional
+				share.Seats = new(big.Rat).Quo(new(big.Rat).Mul(l.Seats, h.Seats), total)
+				out = append(out, share)
+			}
+		}
+	}
+	return out
+}
+
+// allotmentOwners returns each allotment's owner department, read from
+// the allotment_owners table when it exists (its (allotment_id,
+// owner_department) or (allotment_id, department) columns); none
+// otherwise.
+func (s *Store) allotmentOwners(ctx context.Context) (map[string]string, error) {
+	const find = `
+		SELECT column_name
+		FROM information_schema.columns
+		WHERE table_schema = current_schema() AND table_name = 'allotment_owners'
+		  AND column_name IN ('owner_department', 'department')
+		  AND EXISTS (SELECT 1 FROM information_schema.columns c
+		              WHERE c.table_schema = current_schema() AND c.table_name = 'allotment_owners'
+		                AND c.column_name = 'allotment_id')
+		ORDER BY column_name DESC
+		LIMIT 1`
+	var col string
+	switch err := s.pool.QueryRow(ctx, find).Scan(&col); {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("find allotment owners: %w", err)
+	}
+	owners := map[string]string{}
+	rows, _ := s.pool.Query(ctx, `SELECT allotment_id::text, COALESCE(`+pgx.Identifier{col}.Sanitize()+`::text, '') FROM allotment_owners`)
+	var id, dept string
+	if _, err := pgx.ForEachRow(rows, []any{&id, &dept}, func() error {
+		owners[id] = dept
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("read allotment owners: %w", err)
+	}
+	return owners, nil
+}
+
+// ChargebackRow is the seat-days and rounded cost of one group, seat state
+// and currency.
+type ChargebackRow struct {
+	// Department, AllotmentID and SKUID (with SKUPartNumber) identify the
+	// group; only the grouping's fields are set.
+	Department, AllotmentID, SKUID, SKUPartNumber string
+	// Idle marks idle-seat rows.
+	Idle bool
+	// NoDepartment marks, when grouping by department, the seats of
+	// holders without a department and the idle seats shared to them.
+	NoDepartment bool
+	// DuplicateSKU: some holders held the SKU from another allotment too.
+	DuplicateSKU bool
+	// MissingPrice: some seat-days had no price and cost nothing here.
+	MissingPrice bool
+	// SeatDays is the seat-days of the row, apportioned to integers by
+	// largest remainder when idle seats were shared.
+	SeatDays int64
+	// Currency and Cost (a decimal with the currency's minor unit) are the
+	// row's cost; Currency is "" for a row with no priced day.
+	Currency, Cost string
+}
+
+// Money is an amount (decimal text) in a currency.
+type Money struct {
+	Currency, Amount string
+}
+
+// GroupChargeback sums lines into rows grouped by `by` (GroupByDepartment,
+// GroupByAllotment or GroupBySKU), one row per group, seat state and
+// currency, ordered by department, allotment, SKU, seat state (held first,
+// then idle seats shared to holders without a department, then idle seats
+// charged to nobody) and currency, with the total per currency.
+//
+// Rounding: each currency's total is the exact sum of its lines rounded
+// half up to the currency's minor unit; each row gets its exact cost
+// rounded down plus, by largest remainder (earlier rows first on ties), the
+// units needed for rows to add up exactly to the total. Seat-days are
+// apportioned the same way.
+func GroupChargeback(lines []ChargebackLine, by string) ([]ChargebackRow, []Money) {
+	type key struct {
+		dept, allot, sku string
+		idle, noDept     bool
+		currency         string
+	}
+	type acc struct {
+		row         ChargebackRow
+		seats, cost *big.Rat
+	}
+	groups := map[key]*acc{}
+	for _, l := range lines {
+		k := key{idle: l.Idle, currency: l.Currency}
+		switch by {
+		case GroupByAllotment:
+			k.allot, k.sku = l.AllotmentID, l.SKUID
+		case GroupBySKU:
+			k.sku = l.SKUID
+		default:
+			// Seats of holders without a department, and idle seats shared
+			// to them, are kept apart from idle seats nobody was charged.
+			k.dept = l.Department
+			k.noDept = l.Department == "" && l.AllocationMethod != ""
+		}
+		a := groups[k]
+		if a == nil {
+			a = &acc{seats: new(big.Rat), cost: new(big.Rat)}
+			a.row = ChargebackRow{Department: k.dept, AllotmentID: k.allot, SKUID: k.sku, Idle: l.Idle, Currency: l.Currency}
+			if k.sku != "" {
+				a.row.SKUPartNumber = l.SKUPartNumber
+			}
+			a.row.NoDepartment = k.noDept
+			groups[k] = a
+		}
+		a.seats.Add(a.seats, l.Seats)
+		a.cost.Add(a.cost, l.Cost)
+		a.row.DuplicateSKU = a.row.DuplicateSKU || l.DuplicateSeats > 0
+		a.row.MissingPrice = a.row.MissingPrice || !l.Priced()
+	}
+	accs := make([]*acc, 0, len(groups))
+	for _, a := range groups {
+		accs = append(accs, a)
+	}
+	slices.SortFunc(accs, func(x, y *acc) int {
+		a, b := x.row, y.row
+		if c := cmp.Or(strings.Compare(a.Department, b.Department), strings.Compare(a.AllotmentID, b.AllotmentID),
+			strings.Compare(a.SKUID, b.SKUID)); c != 0 {
+			return c
+		}
+		if a.Idle != b.Idle {
+			if a.Idle {
+				return 1
+			}
+			return -1
+		}
+		if a.NoDepartment != b.NoDepartment {
+			if a.NoDepartment {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.Currency, b.Currency)
+	})
+
+	seats := make([]*big.Rat, len(accs))
+	for i, a := range accs {
+		seats[i] = a.seats
+	}
+	for i, n := range apportion(seats, 0) {
+		accs[i].row.SeatDays = n.Int64()
+	}
+	var currencies []string
+	byCurrency := map[string][]int{}
+	for i, a := range accs {
+		if _, ok := byCurrency[a.row.Currency]; !ok {
+			currencies = append(currencies, a.row.Currency)
+		}
+		byCurrency[a.row.Currency] = append(byCurrency[a.row.Currency], i)
+	}
+	slices.Sort(currencies)
+	var totals []Money
+	for _, c := range currencies {
+		idx := byCurrency[c]
+		digits := MinorUnitDigits(c)
+		costs := make([]*big.Rat, len(idx))
+		for j, i := range idx {
+			costs[j] = accs[i].cost
+		}
+		units := apportion(costs, digits)
+		sum := new(big.Int)
+		for j, i := range idx {
+			accs[i].row.Cost = FormatUnits(units[j], digits)
+			sum.Add(sum, units[j])
+		}
+		if c != "" {
+			totals = append(totals, Money{Currency: c, Amount: FormatUnits(sum, digits)})
+		}
+	}
+	rows := make([]ChargebackRow, len(accs))
+	for i, a := range accs {
+		rows[i] = a.row
+	}
+	return rows, totals
+}
+
+// MinorUnitDigits returns the number of decimal places of currency's minor
+// unit (ISO 4217): 2 unless listed otherwise.
+func MinorUnitDigits(currency string) int {
+	switch currency {
+	case "BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND", "VUV",
+		"XAF", "XOF", "XPF":
+		return 0
+	case "BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND":
+		return 3
+	}
+	return 2
+}
+
+// apportion turns non-negative exact amounts into integers of units of
+// 10^-digits: their total is the exact total rounded half up, and each
+// amount gets its value rounded down plus one unit for the largest
+// remainders (earlier amounts first on ties) until the total is reached.
+func apportion(xs []*big.Rat, digits int) []*big.Int {
+	scale := new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(digits)), nil))
+	total := new(big.Rat)
+	out := make([]*big.Int, len(xs))
+	rems := make([]*big.Rat, len(xs))
+	sum := new(big.Int)
+	for i, x := range xs {
+		v := new(big.Rat).Mul(x, scale)
+		total.Add(total, v)
+		out[i] = floorRat(v)
+		rems[i] = v.Sub(v, new(big.Rat).SetInt(out[i]))
+		sum.Add(sum, out[i])
+	}
+	half := big.NewRat(1, 2)
+	target := floorRat(total.Add(total, half))
+	order := make([]int, len(xs))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return rems[b].Cmp(rems[a]) })
+	extra := new(big.Int).Sub(target, sum)
+	for _, i := range order {
+		if extra.Sign() <= 0 {
+			break
+		}
+		out[i].Add(out[i], big.NewInt(1))
+		extra.Sub(extra, big.NewInt(1))
+	}
+	return out
+}
+
+// floorRat returns ⌊x⌋.
+func floorRat(x *big.Rat) *big.Int {
+	// Euclidean division: the modulus is never negative and the
+	// denominator is positive, so the quotient is the floor.
+	q, _ := new(big.Int).DivMod(x.Num(), x.Denom(), new(big.Int))
+	return q
+}
+
+// FormatUnits writes n units of 10^-digits as a decimal, e.g. (5701, 2)
+// as "57.01".
+func FormatUnits(n *big.Int, digits int) string {
+	s := new(big.Int).Abs(n).String()
+	if digits > 0 {
+		if len(s) <= digits {
+			s = strings.Repeat("0", digits-len(s)+1) + s
+		}
+		s = s[:len(s)-digits] + "." + s[len(s)-digits:]
+	}
+	if n.Sign() < 0 {
+		s = "-" + s
+	}
+	return s
+}
