@@ -63,6 +63,21 @@ func (c *Client) Allotments(ctx context.Context) iter.Seq2[Allotment, error] {
 		})
 }
 
+// skuTotalsApply groups allotments by SKU and sums their units, with the
+// aliases of the documented example.
+const skuTotalsApply = "groupby((skuId,skuPartNumber),aggregate(allottedUnits with sum as totalAllottedUnits," +
+	"consumedUnits with sum as totalConsumedUnits))"
+
+// SKUTotals lists the allotted and consumed units of the tenant summed per
+// SKU, aggregated by Graph ($apply) rather than here.
+func (c *Client) SKUTotals(ctx context.Context) iter.Seq2[SKUTotal, error] {
+	return list(c, ctx, "SKU totals", c.resolve("/admin/cloudLicensing/allotments", Query{Apply: skuTotalsApply}),
+		func(b []byte) ([]SKUTotal, string, error) {
+			p, err := DecodeSKUTotalPage(b)
+			return p.Totals, p.NextLink, err
+		})
+}
+
 // GetAllotment reads one allotment by id. An unknown id is an *Error with
 // Status 404.
 func (c *Client) GetAllotment(ctx context.Context, id string) (Allotment, error) {

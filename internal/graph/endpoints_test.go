@@ -396,3 +396,25 @@ func TestClient_CreateForGroupsAndDevices(t *testing.T) {
 		t.Errorf("CreateAssignment(device on a user,group allotment): err = %v, want 400 invalidAssigneeType", err)
 	}
 }
+
+func TestClient_SKUTotals(t *testing.T) {
+	t.Parallel()
+	s := startSim(t, graphsim.Options{})
+	c := s.client(t, s.info.ClientSecret, graph.Options{})
+	sums := map[string]graph.SKUTotal{}
+	for _, a := range s.Allotments() {
+		tot := sums[a.SKUID]
+		tot.SKUID, tot.SKUPartNumber = a.SKUID, a.SKUPartNumber
+		tot.TotalAllottedUnits += int64(a.AllottedUnits)
+		tot.TotalConsumedUnits += int64(a.ConsumedUnits)
+		sums[a.SKUID] = tot
+	}
+	var want []graph.SKUTotal
+	for _, v := range sums {
+		want = append(want, v)
+	}
+	got := all(t, c.SKUTotals(context.Background()))
+	if diff := cmp.Diff(want, got, ignoreAllRaw, cmpopts.SortSlices(func(a, b graph.SKUTotal) bool { return a.SKUID < b.SKUID })); diff != "" {
+		t.Errorf("SKUTotals (-sums of the simulator's allotments +client):\n%s", diff)
+	}
+}

@@ -14,6 +14,7 @@ type Query struct {
 	Expand []Expand // $expand
 	Filter string   // $filter, built with StringLiteral/GUIDLiteral/GUIDIn
 	Top    int      // $top; 0 leaves it out
+	Apply  string   // $apply, e.g. groupby((skuId), aggregate(…))
 }
 
 // Expand is one navigation property of $expand, with its nested options.
@@ -56,6 +57,9 @@ func (q Query) Encode() string {
 	}
 	if q.Filter != "" {
 		add("$filter", q.Filter)
+	}
+	if q.Apply != "" {
+		add("$apply", q.Apply)
 	}
 	if q.Top > 0 {
 		add("$top", strconv.Itoa(q.Top))
