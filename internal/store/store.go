@@ -3,10 +3,12 @@
 // seatledger reads and writes; the schema is in /migrations.
 //
 // Mirrored Graph entities keep dated history: each distinct state of an
-// entity is one version row, valid over a time range. A sync applies a
-// whole snapshot in one transaction, set-based (COPY into a staging table,
-// then a few statements), writing nothing for what did not change. Reads
-// serve the current state, or the state "as of" a past time.
+// entity is one version row, valid over a time range. A sync streams what
+// it reads into a Snapshot (COPY into UNLOGGED staging tables, memory
+// bounded by a batch) and applies it in one transaction, set-based, writing
+// nothing for what did not change. Reads serve the current state, or the
+// state "as of" a past time. WithLeaderLock lets one replica sync at a
+// time; correctness does not depend on it (Apply fences stale snapshots).
 //
 // Driver errors do not leave this package: a missing row wraps ErrNotFound,
 // a violated uniqueness or exclusion constraint or a stale write wraps
