@@ -3,12 +3,16 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"strings"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/protoadapt"
 
 	"github.com/seatledger/seatledger/internal/graph"
 	"github.com/seatledger/seatledger/internal/store"
@@ -35,6 +39,12 @@ func toStatus(ctx context.Context, log *slog.Logger, method string, err error) e
 		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
 	case errors.As(err, &gerr) && gerr.Status == http.StatusTooManyRequests:
 		return status.Error(codes.Unavailable, "Microsoft Graph is throttling requests; retry later")
+	case errors.As(err, &gerr):
+		if gerr.Status >= 500 || gerr.Status == http.StatusUnauthorized {
+			// Graph's own failures, or our credential: not the caller's to fix.
+			log.WarnContext(ctx, "graph failure", "method", method, "err", err)
+		}
+		return graphStatus(gerr)
 	}
 	log.ErrorContext(ctx, "internal error", "method", method, "err", err)
 	return status.Error(codes.Internal, "internal error")
@@ -47,6 +57,77 @@ func invalidArgument(field, problem string) error {
 	if d, err := st.WithDetails(&errdetails.BadRequest{
 		FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: problem}},
 	}); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// graphStatus maps Graph's answer to a refused write to the status the
+// caller gets (shared/graph/ERRORS.md §1B, §1D and §2): the code by
+// innerError.code first, then by HTTP status; the message says what Graph
+// said and how to fix it; an ErrorInfo detail carries Graph's codes and
+// request-id (for a support ticket), plus the detail the table names.
+func graphStatus(e *graph.Error) error {
+	inner := strings.ToLower(e.InnerCode)
+	code, hint := codes.FailedPrecondition, ""
+	var extra []protoadapt.MessageV1
+	switch {
+	case inner == "noavailablelicenses":
+		code, hint = codes.ResourceExhausted, "choose another allotment of the same SKU with free licences, add licences, or free one"
+		extra = append(extra, &errdetails.QuotaFailure{Violations: []*errdetails.QuotaFailure_Violation{{
+			Subject: "allotments", Description: e.Message}}})
+	case inner == "mutuallyexclusiveserviceplans":
+		hint = "switch off the conflicting service plan (disabled_service_plan_ids) or remove the other licence that grants it"
+	case inner == "proxyaddressconflict":
+		hint = "another object already uses one of this user's proxy addresses; fix the address, then retry"
+	case inner == "invalidusagelocation":
+		hint = "set the user's usage location in Entra ID, then retry"
+	case inner == "notfound" && strings.Contains(strings.ToLower(e.Message), "disabledserviceplanids"):
+		code, hint = codes.InvalidArgument, "use only plan ids from the allotment's services"
+	case inner == "notfound" || inner == "resourcenotfound" || e.Status == http.StatusNotFound:
+		code, hint = codes.NotFound, "check the id; the object may have been deleted since the last sync"
+	case inner == "requiredfieldorparametermissing" || inner == "invalidassigneetype" || inner == "immutablepropertymodified":
+		code = codes.InvalidArgument
+	case inner == "assignmentalreadyexists" || (e.Status == http.StatusConflict && !strings.EqualFold(e.Code, "Directory_ConcurrencyViolation")):
+		code, hint = codes.AlreadyExists, "the assignee already has an assignment from this allotment"
+	case e.Status == http.StatusConflict:
+		code, hint = codes.Aborted, "a concurrent change in the directory collided with this one; read the state again and retry"
+	case e.Status == http.StatusForbidden:
+		code, hint = codes.PermissionDenied, "seatledger's Graph identity lacks the permission or allotment rights for this write; ask an administrator"
+	case e.Status == http.StatusUnauthorized || e.Status >= 500:
+		code, hint = codes.Unavailable, "Microsoft Graph failed; retry later"
+	case e.Status == http.StatusMethodNotAllowed:
+		code = codes.Internal
+	}
+	msg := "Microsoft Graph refused the request: " + e.Message
+	if e.Message == "" {
+		msg = fmt.Sprintf("Microsoft Graph refused the request (HTTP %d)", e.Status)
+	}
+	if hint != "" {
+		msg += " (" + hint + ")"
+	}
+	if e.RequestID != "" {
+		msg += " [graph request-id " + e.RequestID + "]"
+	}
+	reason := e.InnerCode
+	if reason == "" {
+		reason = e.Code
+	}
+	if reason == "" {
+		reason = "HTTP_" + strconv.Itoa(e.Status)
+	}
+	st := status.New(code, msg)
+	details := append([]protoadapt.MessageV1{&errdetails.ErrorInfo{
+		Reason: reason,
+		Domain: "graph.microsoft.com",
+		Metadata: map[string]string{
+			"request_id":       e.RequestID,
+			"graph_status":     strconv.Itoa(e.Status),
+			"graph_code":       e.Code,
+			"graph_inner_code": e.InnerCode,
+		},
+	}}, extra...)
+	if d, err := st.WithDetails(details...); err == nil {
 		st = d
 	}
 	return st.Err()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -32,7 +33,7 @@ func NewGateway(ctx context.Context, grpcAddr string, ready func(context.Context
 	if err != nil {
 		return nil, nil, fmt.Errorf("gateway: dial grpc: %w", err)
 	}
-	gw := runtime.NewServeMux()
+	gw := runtime.NewServeMux(runtime.WithIncomingHeaderMatcher(forwardHeader))
 	for _, register := range []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
 		seatledgerv1.RegisterSubscriptionServiceHandler,
 		seatledgerv1.RegisterAllotmentServiceHandler,
@@ -68,6 +69,16 @@ func NewGateway(ctx context.Context, grpcAddr string, ready func(context.Context
 	})
 	mux.Handle("/", gw)
 	return limitBodies(mux, maxBodyBytes), conn.Close, nil
+}
+
+// forwardHeader passes the HTTP headers the gRPC handlers read on as
+// metadata: grpc-gateway's defaults, plus Idempotency-Key (as
+// "idempotency-key") for CreateAssignment.
+func forwardHeader(key string) (string, bool) {
+	if strings.EqualFold(key, "Idempotency-Key") {
+		return "idempotency-key", true
+	}
+	return runtime.DefaultHeaderMatcher(key)
 }
 
 // Readiness returns the /readyz check: Postgres answers, every embedded

@@ -1,0 +1,977 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	seatledgerv1 "github.com/seatledger/seatledger/gen/seatledger/v1"
+	"github.com/seatledger/seatledger/internal/auth"
+	"github.com/seatledger/seatledger/internal/graph"
+	"github.com/seatledger/seatledger/internal/store"
+)
+
+// The write side: assignment writes proxied to Graph, reprocessing, and
+// allotment ownership. Every attempt, whatever its outcome, leaves one
+// audit event. CreateAssignment is made safe to retry with idempotency
+// keys; PATCH and DELETE are idempotent by nature (the PATCH replaces the
+// whole list).
+
+// Full method names as audit events record them.
+const (
+	methodCreateAssignment  = "seatledger.v1.AssignmentService.CreateAssignment"
+	methodUpdateAssignment  = "seatledger.v1.AssignmentService.UpdateAssignment"
+	methodDeleteAssignment  = "seatledger.v1.AssignmentService.DeleteAssignment"
+	methodReprocessUser     = "seatledger.v1.UserService.ReprocessUser"
+	methodSetAllotmentOwner = "seatledger.v1.AllotmentService.SetAllotmentOwner"
+)
+
+// Idempotency settings: keys are kept for idempotencyTTL (the contract
+// promises 24 hours); an attempt that holds a key for longer than
+// idempotencyLease without finishing is presumed dead (its process
+// crashed) and the key is taken over, reading Graph back first.
+const (
+	idempotencyTTL     = 25 * time.Hour
+	idempotencyLease   = 5 * time.Minute
+	idempotencyPoll    = 100 * time.Millisecond
+	maxIdempotencyKey  = 255
+	idempotencyHeader  = "idempotency-key"
+	anonymousActor     = "anonymous"
+	readBackTimeout    = 30 * time.Second
+	recordWriteTimeout = 10 * time.Second
+)
+
+// actorOf names the caller for audit and idempotency scoping.
+func actorOf(ctx context.Context) string {
+	if id, ok := auth.FromContext(ctx); ok && id.Subject != "" {
+		return id.Subject
+	}
+	return anonymousActor
+}
+
+// newRequestID returns an id for one write, logged and audited, so an
+// audit event leads to its log lines.
+func newRequestID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// writeCall collects what the audit event of one write attempt records.
+type writeCall struct {
+	st     *store.Store
+	log    *slog.Logger
+	method string
+	start  time.Time
+	event  store.AuditEvent
+}
+
+func beginWrite(ctx context.Context, st *store.Store, log *slog.Logger, method string, req proto.Message) *writeCall {
+	w := &writeCall{st: st, log: log, method: method, start: time.Now()}
+	w.event = store.AuditEvent{
+		Time:      w.start.UTC(),
+		Actor:     actorOf(ctx),
+		Method:    method,
+		RequestID: newRequestID(),
+		Details:   map[string]string{},
+	}
+	if req != nil {
+		if b, err := protojson.Marshal(req); err == nil {
+			w.event.Request = b
+		}
+	}
+	return w
+}
+
+// noteGraph keeps Graph's request-id of a failed call for the audit.
+func (w *writeCall) noteGraph(err error) {
+	var gerr *graph.Error
+	if errors.As(err, &gerr) && gerr.RequestID != "" {
+		w.event.GraphRequestID = gerr.RequestID
+	}
+}
+
+// finish records the audit event with err's status (err must already be a
+// status or nil) and logs one line. Recording survives the caller going
+// away: an attempt whose caller hung up is still audited.
+func (w *writeCall) finish(ctx context.Context, err error) {
+	st := status.Convert(err)
+	w.event.Status = codeName(st.Code())
+	if err != nil {
+		w.event.Message = st.Message()
+	}
+	w.event.Latency = time.Since(w.start)
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordWriteTimeout)
+	defer cancel()
+	if _, aerr := w.st.RecordAuditEvent(rctx, w.event); aerr != nil {
+		w.log.ErrorContext(ctx, "audit event not recorded", "method", w.method, "request_id", w.event.RequestID, "err", aerr)
+	}
+	w.log.InfoContext(ctx, "write", "method", w.method, "request_id", w.event.RequestID, "actor", w.event.Actor,
+		"resource", w.event.Resource, "code", w.event.Status, "graph_request_id", w.event.GraphRequestID,
+		"took", w.event.Latency.Round(time.Microsecond))
+}
+
+// codeName is the canonical name of a gRPC code, as google.rpc.Code
+// spells it ("NOT_FOUND").
+func codeName(c codes.Code) string {
+	if name, ok := codeNames[c]; ok {
+		return name
+	}
+	return "UNKNOWN"
+}
+
+var codeNames = map[codes.Code]string{
+	codes.OK: "OK", codes.Canceled: "CANCELLED", codes.Unknown: "UNKNOWN", codes.InvalidArgument: "INVALID_ARGUMENT",
+	codes.DeadlineExceeded: "DEADLINE_EXCEEDED", codes.NotFound: "NOT_FOUND", codes.AlreadyExists: "ALREADY_EXISTS",
+	codes.PermissionDenied: "PERMISSION_DENIED", codes.ResourceExhausted: "RESOURCE_EXHAUSTED",
+	codes.FailedPrecondition: "FAILED_PRECONDITION", codes.Aborted: "ABORTED", codes.OutOfRange: "OUT_OF_RANGE",
+	codes.Unimplemented: "UNIMPLEMENTED", codes.Internal: "INTERNAL", codes.Unavailable: "UNAVAILABLE",
+	codes.DataLoss: "DATA_LOSS", codes.Unauthenticated: "UNAUTHENTICATED",
+}
+
+// idempotencyKeyOf returns the caller's idempotency key: the request
+// field, or the Idempotency-Key HTTP header (forwarded as metadata). Both
+// may be given only if equal.
+func idempotencyKeyOf(ctx context.Context, field string) (string, error) {
+	key := field
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if vals := md.Get(idempotencyHeader); len(vals) > 0 {
+			switch {
+			case len(vals) > 1:
+				return "", invalidArgument("idempotency_key", "send one Idempotency-Key header, not several")
+			case key != "" && key != vals[0]:
+				return "", invalidArgument("idempotency_key", "the Idempotency-Key header and the idempotency_key field differ")
+			}
+			key = vals[0]
+		}
+	}
+	switch {
+	case len(key) > maxIdempotencyKey:
+		return "", invalidArgument("idempotency_key", fmt.Sprintf("longer than %d characters", maxIdempotencyKey))
+	case strings.ContainsFunc(key, func(r rune) bool { return r < 0x21 || r == 0x7f }):
+		return "", invalidArgument("idempotency_key", "must be printable, without spaces")
+	}
+	return key, nil
+}
+
+// keyLocks serializes the attempts of one process that share an
+// idempotency key, so that concurrent duplicates wait in memory (holding
+// no database connection) while the first one calls Graph. Attempts in
+// other processes are kept apart by the key's pending row.
+var keyLocks = keyedMutex{m: map[string]*keyLock{}}
+
+type keyedMutex struct {
+	mu sync.Mutex
+	m  map[string]*keyLock
+}
+
+type keyLock struct {
+	sem  chan struct{}
+	refs int
+}
+
+// lock waits for key's lock (or ctx) and returns its unlock function.
+func (k *keyedMutex) lock(ctx context.Context, key string) (func(), error) {
+	k.mu.Lock()
+	l := k.m[key]
+	if l == nil {
+		l = &keyLock{sem: make(chan struct{}, 1)}
+		k.m[key] = l
+	}
+	l.refs++
+	k.mu.Unlock()
+	release := func() {
+		k.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(k.m, key)
+		}
+		k.mu.Unlock()
+	}
+	select {
+	case l.sem <- struct{}{}:
+		return func() { <-l.sem; release() }, nil
+	case <-ctx.Done():
+		release()
+		return nil, ctx.Err()
+	}
+}
+
+// outcomeUnknown is the error of a write whose effect in Graph could not
+// be established (Graph's answer was lost and reading back failed): the
+// key is marked so the next attempt reads back before writing.
+type outcomeUnknown struct{ st *status.Status }
+
+func (o *outcomeUnknown) Error() string              { return o.st.Message() }
+func (o *outcomeUnknown) GRPCStatus() *status.Status { return o.st }
+
+// remembered reports whether a failure is final for its request and is
+// stored under the idempotency key (a refusal: pre-check or Graph's), as
+// opposed to a transient one that a retry under the same key may redo.
+func remembered(code codes.Code) bool {
+	switch code {
+	case codes.InvalidArgument, codes.NotFound, codes.AlreadyExists, codes.PermissionDenied,
+		codes.FailedPrecondition, codes.ResourceExhausted, codes.OutOfRange:
+		return true
+	}
+	return false
+}
+
+// requestHash fingerprints a request: its deterministic encoding with the
+// idempotency key cleared, plus the method.
+func requestHash(method string, req proto.Message) (string, error) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(req)
+	if err != nil {
+		return "", fmt.Errorf("encode request: %w", err)
+	}
+	sum := sha256.Sum256(append([]byte(method+"\x00"), b...))
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// runIdempotent runs do at most once per key: the first attempt claims the
+// key, calls do and stores its outcome; repeats get that outcome with
+// replay set, concurrent ones after waiting for it. With no key it just
+// calls do. do's errors must be statuses. readBack tells do that an earlier
+// attempt's outcome in Graph is unknown.
+func runIdempotent[T proto.Message](ctx context.Context, st *store.Store, key store.IdempotencyKey, reqHash string,
+	newResp func() T, do func(ctx context.Context, readBack bool) (T, error)) (resp T, replay bool, err error) {
+	var zero T
+	if key.Key == "" {
+		resp, err = do(ctx, false)
+		return resp, false, err
+	}
+	unlock, err := keyLocks.lock(ctx, key.Caller+"\x00"+key.Method+"\x00"+key.Key)
+	if err != nil {
+		return zero, false, status.FromContextError(err).Err()
+	}
+	defer unlock()
+	var claim store.Claim
+	for {
+		claim, err = st.ClaimIdempotencyKey(ctx, key, reqHash, idempotencyTTL, idempotencyLease)
+		if errors.Is(err, store.ErrIdempotencyMismatch) {
+			return zero, false, status.Error(codes.Aborted, "this idempotency key was already used with a different request; "+
+				"use a new key for a new request, or repeat the first request unchanged")
+		}
+		if err != nil {
+			return zero, false, err
+		}
+		if !claim.Busy {
+			break
+		}
+		// Another process holds the key: wait for its outcome.
+		t := time.NewTimer(idempotencyPoll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return zero, false, status.Error(codes.Aborted, "a request with this idempotency key is still in progress; retry later with the same key")
+		case <-t.C:
+		}
+	}
+	if r := claim.Result; r != nil {
+		if codes.Code(r.Code) != codes.OK {
+			var sp spb.Status
+			if err := proto.Unmarshal(r.Body, &sp); err != nil {
+				return zero, true, fmt.Errorf("decode stored result: %w", err)
+			}
+			return zero, true, status.FromProto(&sp).Err()
+		}
+		resp = newResp()
+		if err := proto.Unmarshal(r.Body, resp); err != nil {
+			return zero, true, fmt.Errorf("decode stored response: %w", err)
+		}
+		return resp, true, nil
+	}
+
+	resp, err = do(ctx, claim.ReadBack)
+
+	// Store the outcome even if the caller went away meanwhile.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordWriteTimeout)
+	defer cancel()
+	var serr error
+	var unknown *outcomeUnknown
+	switch code := status.Code(err); {
+	case err == nil:
+		var body []byte
+		if body, serr = proto.Marshal(resp); serr == nil {
+			serr = st.FinishIdempotencyKey(sctx, key, int32(codes.OK), body)
+		}
+	case errors.As(err, &unknown):
+		serr = st.MarkIdempotencyUnknown(sctx, key)
+	case remembered(code):
+		var body []byte
+		if body, serr = proto.Marshal(status.Convert(err).Proto()); serr == nil {
+			serr = st.FinishIdempotencyKey(sctx, key, int32(code), body)
+		}
+	default:
+		serr = st.ReleaseIdempotencyKey(sctx, key)
+	}
+	if serr != nil && err == nil {
+		// Graph acted; the key's record failing must not hide that.
+		return resp, false, nil
+	}
+	return resp, false, err
+}
+
+// CreateAssignment implements seatledger.v1.AssignmentService.CreateAssignment.
+func (s *assignmentService) CreateAssignment(ctx context.Context, req *seatledgerv1.CreateAssignmentRequest) (*seatledgerv1.CreateAssignmentResponse, error) {
+	call := beginWrite(ctx, s.store, s.log, methodCreateAssignment, req)
+	resp, err := s.createAssignment(ctx, req, call)
+	if err != nil {
+		err = toStatus(ctx, s.log, methodCreateAssignment, err)
+	}
+	if resp != nil && resp.GetAssignment() != nil {
+		call.event.Resource = resp.GetAssignment().GetName()
+	}
+	call.finish(ctx, err)
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+func (s *assignmentService) createAssignment(ctx context.Context, req *seatledgerv1.CreateAssignmentRequest, call *writeCall) (*seatledgerv1.CreateAssignmentResponse, error) {
+	key, err := idempotencyKeyOf(ctx, req.GetIdempotencyKey())
+	if err != nil {
+		return nil, err
+	}
+	call.event.IdempotencyKey = key
+	canonical := proto.CloneOf(req)
+	canonical.IdempotencyKey = ""
+	if u := canonical.GetUser(); u != "" {
+		canonical.Assignee = &seatledgerv1.CreateAssignmentRequest_User{User: strings.ToLower(u)}
+	}
+	hash, err := requestHash(methodCreateAssignment, canonical)
+	if err != nil {
+		return nil, err
+	}
+	resp, replay, err := runIdempotent(ctx, s.store,
+		store.IdempotencyKey{Caller: call.event.Actor, Method: methodCreateAssignment, Key: key}, hash,
+		func() *seatledgerv1.CreateAssignmentResponse { return &seatledgerv1.CreateAssignmentResponse{} },
+		func(ctx context.Context, readBack bool) (*seatledgerv1.CreateAssignmentResponse, error) {
+			resp, err := s.create(ctx, req, call, readBack)
+			if err != nil {
+				return nil, toStatus(ctx, s.log, methodCreateAssignment, err)
+			}
+			return resp, nil
+		})
+	if replay {
+		call.event.Details["idempotent_replay"] = "true"
+	}
+	if err != nil {
+		return nil, err
+	}
+	resp.IdempotentReplay = replay
+	return resp, nil
+}
+
+// assignee is who a create assigns to, resolved from the request.
+type assignee struct {
+	field string // the request field that named it
+	id    string // directory object id
+	kind  string // store.KindUser, KindGroup or KindDevice
+	user  *store.User
+}
+
+func (a assignee) describe() string {
+	if a.user != nil {
+		return "user " + a.user.UserPrincipalName
+	}
+	return a.kind + " " + a.id
+}
+
+// resolveAssignee checks the assignee fields and finds a user in the
+// mirror. Groups and devices are not mirrored as such: Graph checks them.
+func (s *assignmentService) resolveAssignee(ctx context.Context, req *seatledgerv1.CreateAssignmentRequest) (assignee, error) {
+	switch v := req.GetAssignee().(type) {
+	case *seatledgerv1.CreateAssignmentRequest_User:
+		if v.User == "" {
+			return assignee{}, invalidArgument("user", "must not be empty")
+		}
+		if err := validateText("user", v.User); err != nil {
+			return assignee{}, err
+		}
+		u, err := s.store.GetUser(ctx, v.User, time.Time{})
+		if errors.Is(err, store.ErrNotFound) {
+			return assignee{}, notFoundStatus("user", v.User, fmt.Sprintf("user %q is not in the directory as seatledger last synced it; "+
+				"check the id or user principal name (a new account appears after the next sync)", v.User))
+		}
+		if err != nil {
+			return assignee{}, err
+		}
+		return assignee{field: "user", id: u.ID, kind: store.KindUser, user: &u}, nil
+	case *seatledgerv1.CreateAssignmentRequest_GroupId:
+		if !guidPattern.MatchString(v.GroupId) {
+			return assignee{}, invalidArgument("group_id", "is not a GUID")
+		}
+		return assignee{field: "group_id", id: strings.ToLower(v.GroupId), kind: store.KindGroup}, nil
+	case *seatledgerv1.CreateAssignmentRequest_DeviceId:
+		if !guidPattern.MatchString(v.DeviceId) {
+			return assignee{}, invalidArgument("device_id", "is not a GUID")
+		}
+		return assignee{field: "device_id", id: strings.ToLower(v.DeviceId), kind: store.KindDevice}, nil
+	}
+	return assignee{}, invalidArgument("assignee", "set one of user, group_id or device_id")
+}
+
+// notFoundStatus is NOT_FOUND with a ResourceInfo naming what is missing.
+func notFoundStatus(kind, name, msg string) error {
+	st := status.New(codes.NotFound, msg)
+	if d, err := st.WithDetails(&errdetails.ResourceInfo{ResourceType: kind, ResourceName: name, Description: msg}); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+func free(a store.Allotment) int32 { return max(a.AllottedUnits-a.ConsumedUnits, 0) }
+
+// freeSeatsElsewhere describes the free seats of the SKU's other
+// allotments, for the message of a full allotment.
+func freeSeatsElsewhere(all []store.Allotment, except string) string {
+	var parts []string
+	for _, a := range all {
+		if a.ID != except && free(a) > 0 {
+			parts = append(parts, fmt.Sprintf("allotments/%s has %d free", a.ID, free(a)))
+		}
+	}
+	if len(parts) == 0 {
+		return "no other allotment of this SKU has a free licence"
+	}
+	return "other allotments of this SKU: " + strings.Join(parts, ", ")
+}
+
+func exhausted(msg string, full []store.Allotment) error {
+	st := status.New(codes.ResourceExhausted, msg)
+	var v []*errdetails.QuotaFailure_Violation
+	for _, a := range full {
+		v = append(v, &errdetails.QuotaFailure_Violation{Subject: "allotments/" + a.ID,
+			Description: fmt.Sprintf("%d of %d licences in use", a.ConsumedUnits, a.AllottedUnits)})
+	}
+	if d, err := st.WithDetails(&errdetails.QuotaFailure{Violations: v},
+		&errdetails.ErrorInfo{Reason: "NO_AVAILABLE_LICENSES", Domain: "seatledger"}); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// plannedCreate is the outcome of the pre-checks: where the seat comes
+// from and why.
+type plannedCreate struct {
+	who       assignee
+	allotment store.Allotment
+	reason    seatledgerv1.AllotmentChoiceReason
+	detail    string
+	owner     string
+}
+
+// candidates returns the allotments the request may draw from: the named
+// one, or every current allotment of the SKU.
+func (s *assignmentService) candidates(ctx context.Context, req *seatledgerv1.CreateAssignmentRequest) ([]store.Allotment, error) {
+	switch src := req.GetSource().(type) {
+	case *seatledgerv1.CreateAssignmentRequest_AllotmentId:
+		if err := validateID("allotment_id", src.AllotmentId); err != nil {
+			return nil, err
+		}
+		a, err := s.store.GetAllotment(ctx, src.AllotmentId)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, notFoundStatus("allotment", src.AllotmentId, fmt.Sprintf("allotment %q does not exist (as of the last sync)", src.AllotmentId))
+		}
+		if err != nil {
+			return nil, err
+		}
+		return []store.Allotment{a}, nil
+	case *seatledgerv1.CreateAssignmentRequest_SkuId:
+		if !guidPattern.MatchString(src.SkuId) {
+			return nil, invalidArgument("sku_id", "is not a GUID")
+		}
+		list, err := s.store.ListAllotments(ctx, store.ListAllotmentsParams{PageSize: maxPageSize, SKUID: strings.ToLower(src.SkuId)})
+		if err != nil {
+			return nil, err
+		}
+		if len(list) == 0 {
+			return nil, notFoundStatus("sku", src.SkuId, fmt.Sprintf("no allotment of SKU %s exists (as of the last sync)", src.SkuId))
+		}
+		return list, nil
+	}
+	return nil, invalidArgument("source", "set allotment_id or sku_id")
+}
+
+// plan runs the pre-checks, in the documented order (assignee type, plan
+// ids, existing seat, free seat), and chooses the allotment.
+func (s *assignmentService) plan(ctx context.Context, req *seatledgerv1.CreateAssignmentRequest, who assignee, all []store.Allotment) (plannedCreate, error) {
+	_, named := req.GetSource().(*seatledgerv1.CreateAssignmentRequest_AllotmentId)
+	// The assignee's kind must be in assignableTo.
+	var usable []store.Allotment
+	for _, a := range all {
+		if slices.Contains(a.AssignableTo, who.kind) {
+			usable = append(usable, a)
+		}
+	}
+	if len(usable) == 0 {
+		what := "allotment " + all[0].ID
+		if !named {
+			what = fmt.Sprintf("no allotment of SKU %s (%s)", all[0].SKUPartNumber, all[0].SKUID)
+		}
+		return plannedCreate{}, invalidArgument(who.field, fmt.Sprintf("%s cannot be assigned to a %s (assignable to: %s)",
+			what, who.kind, strings.Join(all[0].AssignableTo, ", ")))
+	}
+	// Disabled plans must be services of the allotment (every allotment of
+	// a SKU has the SKU's services).
+	for i, p := range req.GetDisabledServicePlanIds() {
+		field := fmt.Sprintf("disabled_service_plan_ids[%d]", i)
+		if !guidPattern.MatchString(p) {
+			return plannedCreate{}, invalidArgument(field, "is not a GUID")
+		}
+		if !slices.ContainsFunc(usable[0].Services, func(sv store.Service) bool { return strings.EqualFold(sv.PlanID, p) }) {
+			var ids []string
+			for _, sv := range usable[0].Services {
+				ids = append(ids, sv.PlanID+" ("+sv.PlanName+")")
+			}
+			return plannedCreate{}, invalidArgument(field, fmt.Sprintf("service plan %s is not a service of %s; its plans are: %s",
+				p, usable[0].SKUPartNumber, strings.Join(ids, ", ")))
+		}
+	}
+	// The assignee must not already hold a seat from these allotments.
+	held, err := s.store.ListAssignments(ctx, store.ListAssignmentsParams{PageSize: maxPageSize, AssigneeID: who.id})
+	if err != nil {
+		return plannedCreate{}, err
+	}
+	for _, h := range held {
+		if slices.ContainsFunc(usable, func(a store.Allotment) bool { return a.ID == h.AllotmentID }) {
+			return plannedCreate{}, alreadyAssigned(who, h)
+		}
+	}
+	owners, err := s.store.AllotmentOwners(ctx, time.Time{})
+	if err != nil {
+		return plannedCreate{}, err
+	}
+	needsSeat := who.kind != store.KindGroup // group members wait in the waiting room instead
+	if named {
+		a := usable[0]
+		if needsSeat && free(a) == 0 {
+			others, err := s.store.ListAllotments(ctx, store.ListAllotmentsParams{PageSize: maxPageSize, SKUID: a.SKUID})
+			if err != nil {
+				return plannedCreate{}, err
+			}
+			return plannedCreate{}, exhausted(fmt.Sprintf("allotment %s (%s) has no free licence (%d of %d in use); %s",
+				a.ID, a.SKUPartNumber, a.ConsumedUnits, a.AllottedUnits, freeSeatsElsewhere(others, a.ID)), []store.Allotment{a})
+		}
+		return plannedCreate{who: who, allotment: a, owner: owners[a.ID], reason: seatledgerv1.AllotmentChoiceReason_ALLOTMENT_CHOICE_REASON_REQUESTED,
+			detail: fmt.Sprintf("allotment %s was requested; it had %d free licences", a.ID, free(a))}, nil
+	}
+	return choose(who, usable, owners, needsSeat)
+}
+
+// choose picks an allotment of a SKU: one owned by the user's department
+// with a free seat first, then the one with the most free seats.
+func choose(who assignee, usable []store.Allotment, owners map[string]string, needsSeat bool) (plannedCreate, error) {
+	// Most free first; ties by id, so the choice is stable.
+	slices.SortStableFunc(usable, func(a, b store.Allotment) int {
+		if d := free(b) - free(a); d != 0 {
+			return int(d)
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	var withFree []store.Allotment
+	for _, a := range usable {
+		if free(a) > 0 {
+			withFree = append(withFree, a)
+		}
+	}
+	part := usable[0].SKUPartNumber
+	if needsSeat && len(withFree) == 0 {
+		return plannedCreate{}, exhausted(fmt.Sprintf("no allotment of %s (%s) assignable to a %s has a free licence (%d allotments, all in use)",
+			part, usable[0].SKUID, who.kind, len(usable)), usable)
+	}
+	p := plannedCreate{who: who}
+	if who.user != nil && who.user.Department != "" {
+		for _, a := range withFree {
+			if owners[a.ID] == who.user.Department {
+				p.allotment, p.owner = a, owners[a.ID]
+				p.reason = seatledgerv1.AllotmentChoiceReason_ALLOTMENT_CHOICE_REASON_OWNER_DEPARTMENT
+				p.detail = fmt.Sprintf("allotment %s of %s is owned by %s, the user's department, and had %d free licences",
+					a.ID, part, who.user.Department, free(a))
+				return p, nil
+			}
+		}
+	}
+	p.allotment = usable[0]
+	p.owner = owners[p.allotment.ID]
+	if len(usable) == 1 {
+		p.reason = seatledgerv1.AllotmentChoiceReason_ALLOTMENT_CHOICE_REASON_ONLY_CANDIDATE
+		p.detail = fmt.Sprintf("allotment %s is the only allotment of %s assignable to a %s; it had %d free licences",
+			p.allotment.ID, part, who.kind, free(p.allotment))
+		return p, nil
+	}
+	p.reason = seatledgerv1.AllotmentChoiceReason_ALLOTMENT_CHOICE_REASON_MOST_AVAILABLE_UNITS
+	p.detail = fmt.Sprintf("%d of %d allotments of %s had free licences; this one had the most (%d)",
+		len(withFree), len(usable), part, free(p.allotment))
+	return p, nil
+}
+
+// alreadyAssigned is ALREADY_EXISTS carrying the existing assignment.
+func alreadyAssigned(who assignee, h store.Assignment) error {
+	msg := fmt.Sprintf("%s already holds assignment %s from allotment %s; nothing was assigned", who.describe(), h.ID, h.AllotmentID)
+	st := status.New(codes.AlreadyExists, msg)
+	if d, err := st.WithDetails(&errdetails.ResourceInfo{ResourceType: "assignment", ResourceName: "assignments/" + h.ID, Description: msg},
+		assignmentToProto(h)); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// create is one attempt of CreateAssignment: pre-checks, the Graph POST,
+// resolution of an unknown outcome by reading back, and the write-through
+// into the mirror.
+func (s *assignmentService) create(ctx context.Context, req *seatledgerv1.CreateAssignmentRequest, call *writeCall, readBack bool) (*seatledgerv1.CreateAssignmentResponse, error) {
+	who, err := s.resolveAssignee(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	all, err := s.candidates(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if readBack {
+		// An earlier attempt under this key may have assigned already.
+		ids := make([]string, 0, len(all))
+		for _, a := range all {
+			ids = append(ids, a.ID)
+		}
+		found, ok, err := s.readBack(ctx, who, ids)
+		if err != nil {
+			return nil, unknownOutcome(err)
+		}
+		if ok {
+			call.event.Details["outcome"] = "found by reading Graph back after an earlier attempt's outcome was unknown"
+			al := all[slices.IndexFunc(all, func(a store.Allotment) bool { return a.ID == found.AllotmentID })]
+			p := plannedCreate{who: who, allotment: al, reason: seatledgerv1.AllotmentChoiceReason_ALLOTMENT_CHOICE_REASON_UNSPECIFIED,
+				detail: "an earlier attempt with this idempotency key assigned from this allotment; its answer was lost and reading Graph back found it"}
+			return s.created(ctx, p, found, false)
+		}
+	}
+	p, err := s.plan(ctx, req, who, all)
+	if err != nil {
+		return nil, err
+	}
+	call.event.Details["allotment_id"] = p.allotment.ID
+	call.event.Details["sku_id"] = p.allotment.SKUID
+	call.event.Details["assignee"] = who.kind + "s/" + who.id
+	a, err := s.graph.CreateAssignment(ctx, graph.CreateAssignment{
+		AllotmentID: p.allotment.ID, AssigneeID: who.id, AssigneeType: who.kind,
+		DisabledServicePlanIDs: lowerAll(req.GetDisabledServicePlanIds()),
+	})
+	call.noteGraph(err)
+	switch {
+	case err != nil && graph.OutcomeUnknown(err):
+		s.log.WarnContext(ctx, "graph create outcome unknown; reading back", "request_id", call.event.RequestID, "err", err)
+		found, ok, rerr := s.readBack(ctx, who, []string{p.allotment.ID})
+		if rerr != nil {
+			return nil, unknownOutcome(rerr)
+		}
+		if !ok {
+			call.event.Details["outcome"] = "Graph's answer was lost; reading back found no assignment"
+			return nil, status.Error(codes.Unavailable, "Microsoft Graph did not answer the assignment request, and reading Graph back shows "+
+				"that nothing was assigned; retry (with the same idempotency key)")
+		}
+		call.event.Details["outcome"] = "Graph's answer was lost; reading back found the assignment"
+		return s.created(ctx, p, found, false)
+	case err != nil:
+		return nil, err
+	}
+	return s.created(ctx, p, a, who.kind == store.KindUser)
+}
+
+func lowerAll(ids []string) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = strings.ToLower(id)
+	}
+	return out
+}
+
+// unknownOutcome is the error when neither Graph's answer nor a read-back
+// tells whether the assignment was made.
+func unknownOutcome(err error) error {
+	return &outcomeUnknown{status.New(codes.Unavailable, "Microsoft Graph did not answer, and reading it back failed too ("+
+		errorSummary(err)+"); the assignment may or may not exist: retry with the same idempotency key, "+
+		"seatledger reads Graph back before assigning again")}
+}
+
+// errorSummary is a short description of a Graph error without internal
+// detail.
+func errorSummary(err error) string {
+	var gerr *graph.Error
+	if errors.As(err, &gerr) {
+		return fmt.Sprintf("HTTP %d %s", gerr.Status, gerr.Code)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "timeout"
+	}
+	return "network failure"
+}
+
+// readBack looks in Graph for the assignee's assignment from one of the
+// allotments, with its own deadline (the caller's may be spent).
+func (s *assignmentService) readBack(ctx context.Context, who assignee, allotmentIDs []string) (graph.Assignment, bool, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readBackTimeout)
+	defer cancel()
+	seq := s.graph.Assignments(ctx)
+	if who.kind == store.KindUser {
+		seq = s.graph.UserAssignments(ctx, who.id)
+	}
+	for a, err := range seq {
+		if err != nil {
+			return graph.Assignment{}, false, fmt.Errorf("read back assignments of %s %s: %w", who.kind, who.id, err)
+		}
+		if strings.EqualFold(a.AssignedTo.ID, who.id) && slices.Contains(allotmentIDs, a.AllotmentID) {
+			return a, true, nil
+		}
+	}
+	return graph.Assignment{}, false, nil
+}
+
+// created writes a new assignment through to the mirror and builds the
+// response. fetchRaw re-reads a user's assignment in the shape the sync
+// stores (so the next sync finds it unchanged).
+func (s *assignmentService) created(ctx context.Context, p plannedCreate, a graph.Assignment, fetchRaw bool) (*seatledgerv1.CreateAssignmentResponse, error) {
+	if a.ID == "" || fetchRaw {
+		if found, ok, err := s.readBack(ctx, p.who, []string{p.allotment.ID}); err == nil && ok && (a.ID == "" || found.ID == a.ID) {
+			a = found
+		} else if a.ID == "" {
+			return nil, unknownOutcome(fmt.Errorf("graph created an assignment without telling its id: %w", err))
+		}
+	}
+	rec := store.Assignment{ID: a.ID, AllotmentID: p.allotment.ID, AssigneeID: p.who.id, AssigneeType: p.who.kind,
+		DisabledPlanIDs: a.DisabledServicePlanIDs, Raw: a.Raw}
+	out := assignmentToProto(rec)
+	if stored, err := s.recordAssignment(ctx, rec); err == nil {
+		out = assignmentToProto(stored)
+	}
+	al := allotmentToProto(p.allotment)
+	al.OwnerDepartment = p.owner
+	return &seatledgerv1.CreateAssignmentResponse{
+		Assignment: out, Allotment: al, AllotmentChoiceReason: p.reason, AllotmentChoiceDetail: p.detail,
+	}, nil
+}
+
+// recordAssignment writes through to the mirror; a failure is logged,
+// not returned: Graph made the change, and the next sync records it.
+func (s *assignmentService) recordAssignment(ctx context.Context, a store.Assignment) (store.Assignment, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordWriteTimeout)
+	defer cancel()
+	stored, err := s.store.RecordAssignment(ctx, a, time.Now())
+	if err != nil {
+		s.log.ErrorContext(ctx, "assignment not written through to the mirror; the next sync will record it", "assignment_id", a.ID, "err", err)
+	}
+	return stored, err
+}
+
+// UpdateAssignment implements seatledger.v1.AssignmentService.UpdateAssignment.
+func (s *assignmentService) UpdateAssignment(ctx context.Context, req *seatledgerv1.UpdateAssignmentRequest) (*seatledgerv1.Assignment, error) {
+	call := beginWrite(ctx, s.store, s.log, methodUpdateAssignment, req)
+	call.event.Resource = "assignments/" + req.GetId()
+	resp, err := s.updateAssignment(ctx, req, call)
+	if err != nil {
+		err = toStatus(ctx, s.log, methodUpdateAssignment, err)
+	}
+	call.finish(ctx, err)
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+func (s *assignmentService) updateAssignment(ctx context.Context, req *seatledgerv1.UpdateAssignmentRequest, call *writeCall) (*seatledgerv1.Assignment, error) {
+	if err := validateID("id", req.GetId()); err != nil {
+		return nil, err
+	}
+	for _, p := range req.GetUpdateMask().GetPaths() {
+		if p != "disabled_service_plan_ids" {
+			return nil, invalidArgument("update_mask", fmt.Sprintf("%q cannot be changed; only disabled_service_plan_ids can "+
+				"(to move a licence, delete the assignment and create another)", p))
+		}
+	}
+	plans := req.GetAssignment().GetDisabledServicePlanIds()
+	cur, err := s.store.GetAssignment(ctx, req.GetId(), time.Time{})
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, notFoundStatus("assignment", req.GetId(), fmt.Sprintf("assignment %q does not exist (as of the last sync)", req.GetId()))
+	}
+	if err != nil {
+		return nil, err
+	}
+	al, err := s.store.GetAllotment(ctx, cur.AllotmentID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	for i, p := range plans {
+		field := fmt.Sprintf("assignment.disabled_service_plan_ids[%d]", i)
+		if !guidPattern.MatchString(p) {
+			return nil, invalidArgument(field, "is not a GUID")
+		}
+		if al.ID != "" && !slices.ContainsFunc(al.Services, func(sv store.Service) bool { return strings.EqualFold(sv.PlanID, p) }) {
+			return nil, invalidArgument(field, fmt.Sprintf("service plan %s is not a service of allotment %s (%s)", p, al.ID, al.SKUPartNumber))
+		}
+	}
+	call.event.Details["disabled_service_plan_ids"] = strings.Join(plans, ",")
+	a, err := s.graph.UpdateAssignment(ctx, req.GetId(), lowerAll(plans))
+	call.noteGraph(err)
+	if err != nil {
+		return nil, err
+	}
+	rec := cur
+	rec.DisabledPlanIDs = lowerAll(plans)
+	rec.Raw = nil
+	if cur.AssigneeType == store.KindUser {
+		who := assignee{id: cur.AssigneeID, kind: store.KindUser}
+		if found, ok, err := s.readBack(ctx, who, []string{cur.AllotmentID}); err == nil && ok && found.ID == cur.ID {
+			rec.DisabledPlanIDs, rec.Raw = found.DisabledServicePlanIDs, found.Raw
+		}
+	}
+	if rec.Raw == nil && len(a.Raw) > 0 {
+		rec.Raw = a.Raw
+	}
+	stored, err := s.recordAssignment(ctx, rec)
+	if err != nil {
+		return assignmentToProto(rec), nil
+	}
+	return assignmentToProto(stored), nil
+}
+
+// DeleteAssignment implements seatledger.v1.AssignmentService.DeleteAssignment.
+func (s *assignmentService) DeleteAssignment(ctx context.Context, req *seatledgerv1.DeleteAssignmentRequest) (*emptypb.Empty, error) {
+	call := beginWrite(ctx, s.store, s.log, methodDeleteAssignment, req)
+	call.event.Resource = "assignments/" + req.GetId()
+	err := s.deleteAssignment(ctx, req, call)
+	if err != nil {
+		err = toStatus(ctx, s.log, methodDeleteAssignment, err)
+	}
+	call.finish(ctx, err)
+	if err != nil {
+		return nil, err
+	}
+	return &emptypb.Empty{}, nil
+}
+
+func (s *assignmentService) deleteAssignment(ctx context.Context, req *seatledgerv1.DeleteAssignmentRequest, call *writeCall) error {
+	if err := validateID("id", req.GetId()); err != nil {
+		return err
+	}
+	cur, err := s.store.GetAssignment(ctx, req.GetId(), time.Time{})
+	if errors.Is(err, store.ErrNotFound) {
+		return notFoundStatus("assignment", req.GetId(), fmt.Sprintf("assignment %q does not exist (as of the last sync)", req.GetId()))
+	}
+	if err != nil {
+		return err
+	}
+	call.event.Details["allotment_id"] = cur.AllotmentID
+	call.event.Details["assignee"] = cur.AssigneeType + "s/" + cur.AssigneeID
+	err = s.graph.DeleteAssignment(ctx, req.GetId())
+	call.noteGraph(err)
+	var gerr *graph.Error
+	if errors.As(err, &gerr) && gerr.Status == 404 {
+		// Already gone in Graph: the mirror is behind. Record it.
+		err = nil
+		call.event.Details["outcome"] = "Graph no longer had the assignment"
+	}
+	if err != nil {
+		return err
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordWriteTimeout)
+	defer cancel()
+	if err := s.store.RecordAssignmentRemoved(rctx, req.GetId(), time.Now()); err != nil {
+		s.log.ErrorContext(ctx, "assignment removal not written through to the mirror; the next sync will record it",
+			"assignment_id", req.GetId(), "err", err)
+	}
+	return nil
+}
+
+// ReprocessUser implements seatledger.v1.UserService.ReprocessUser.
+func (s *userService) ReprocessUser(ctx context.Context, req *seatledgerv1.ReprocessUserRequest) (*seatledgerv1.ReprocessUserResponse, error) {
+	call := beginWrite(ctx, s.store, s.log, methodReprocessUser, req)
+	resp, err := s.reprocess(ctx, req, call)
+	if err != nil {
+		err = toStatus(ctx, s.log, methodReprocessUser, err)
+	}
+	call.finish(ctx, err)
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+func (s *userService) reprocess(ctx context.Context, req *seatledgerv1.ReprocessUserRequest, call *writeCall) (*seatledgerv1.ReprocessUserResponse, error) {
+	if req.GetUser() == "" {
+		return nil, invalidArgument("user", "must not be empty")
+	}
+	if err := validateText("user", req.GetUser()); err != nil {
+		return nil, err
+	}
+	u, err := s.store.GetUser(ctx, req.GetUser(), time.Time{})
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, notFoundStatus("user", req.GetUser(), fmt.Sprintf("user %q is not in the directory as seatledger last synced it", req.GetUser()))
+	}
+	if err != nil {
+		return nil, err
+	}
+	call.event.Resource = "users/" + u.ID
+	err = s.graph.ReprocessAssignments(ctx, u.ID)
+	call.noteGraph(err)
+	if err != nil {
+		return nil, err
+	}
+	return &seatledgerv1.ReprocessUserResponse{UserId: u.ID, RequestTime: timestamppb.Now()}, nil
+}
+
+// SetAllotmentOwner implements seatledger.v1.AllotmentService.SetAllotmentOwner.
+func (s *allotmentService) SetAllotmentOwner(ctx context.Context, req *seatledgerv1.SetAllotmentOwnerRequest) (*seatledgerv1.Allotment, error) {
+	call := beginWrite(ctx, s.store, s.log, methodSetAllotmentOwner, req)
+	call.event.Resource = "allotments/" + req.GetId()
+	resp, err := s.setOwner(ctx, req)
+	if err != nil {
+		err = toStatus(ctx, s.log, methodSetAllotmentOwner, err)
+	}
+	call.finish(ctx, err)
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+func (s *allotmentService) setOwner(ctx context.Context, req *seatledgerv1.SetAllotmentOwnerRequest) (*seatledgerv1.Allotment, error) {
+	if err := validateID("id", req.GetId()); err != nil {
+		return nil, err
+	}
+	if err := validateText("owner_department", req.GetOwnerDepartment()); err != nil {
+		return nil, err
+	}
+	a, err := s.store.GetAllotment(ctx, req.GetId())
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, notFoundStatus("allotment", req.GetId(), fmt.Sprintf("allotment %q does not exist (as of the last sync)", req.GetId()))
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := s.store.SetAllotmentOwner(ctx, a.ID, req.GetOwnerDepartment(), actorOf(ctx), time.Now()); err != nil {
+		return nil, err
+	}
+	out := allotmentToProto(a)
+	out.OwnerDepartment = req.GetOwnerDepartment()
+	return out, nil
+}

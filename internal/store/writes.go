@@ -1,0 +1,247 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// ErrIdempotencyMismatch means an idempotency key was sent again with a
+// different request than the one it was first used with.
+var ErrIdempotencyMismatch = errors.New("idempotency key was used with a different request")
+
+// IdempotencyKey identifies one caller's use of one key for one method.
+// Keys are scoped by caller and method: two callers choosing the same key
+// never see each other's results.
+type IdempotencyKey struct {
+	Caller, Method, Key string
+}
+
+// hash is the stored primary key: fixed length, whatever the key's.
+func (k IdempotencyKey) hash() string {
+	sum := sha256.Sum256([]byte(k.Caller + "\x00" + k.Method + "\x00" + k.Key))
+	return hex.EncodeToString(sum[:])
+}
+
+// IdempotentResult is the stored outcome of the first completed attempt
+// under a key: a gRPC code and an opaque serialized result (a response on
+// success, a status otherwise) that the API layer wrote.
+type IdempotentResult struct {
+	Code      int32
+	Body      []byte
+	CreatedAt time.Time
+}
+
+// Claim is what ClaimIdempotencyKey found.
+type Claim struct {
+	// Owned means the caller now holds the key: it must do the write and
+	// then call FinishIdempotencyKey, MarkIdempotencyUnknown or
+	// ReleaseIdempotencyKey.
+	Owned bool
+	// ReadBack (with Owned) means an earlier attempt under this key may
+	// have reached Graph without its outcome being known: the caller must
+	// read Graph's state back before writing anything.
+	ReadBack bool
+	// Result (when not Owned) is the first attempt's stored outcome; nil
+	// when another attempt still holds the key (Busy).
+	Result *IdempotentResult
+	// Busy means another attempt holds the key and has not finished; the
+	// caller should wait and claim again.
+	Busy bool
+}
+
+// ClaimIdempotencyKey takes key for an attempt whose canonical request
+// hashes to requestHash, keeping it until ttl from now. It first purges
+// expired keys. An attempt that held the key for longer than lease
+// without finishing is presumed dead: its key is taken over, with
+// ReadBack set. A key first used with another request hash is refused
+// with an error wrapping ErrIdempotencyMismatch.
+func (s *Store) ClaimIdempotencyKey(ctx context.Context, key IdempotencyKey, requestHash string, ttl, lease time.Duration) (Claim, error) {
+	var claim Claim
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		const purge = `DELETE FROM idempotency_keys WHERE expires_at < now()`
+		if _, err := tx.Exec(ctx, purge); err != nil {
+			return fmt.Errorf("purge expired idempotency keys: %w", err)
+		}
+		const insert = `
+			INSERT INTO idempotency_keys (key_hash, method, request_hash, state, expires_at)
+			VALUES ($1, $2, $3, 'pending', now() + $4::interval)
+			ON CONFLICT (key_hash) DO NOTHING`
+		tag, err := tx.Exec(ctx, insert, key.hash(), key.Method, requestHash, ttl)
+		if err != nil {
+			return fmt.Errorf("insert idempotency key: %w", err)
+		}
+		if tag.RowsAffected() == 1 {
+			claim = Claim{Owned: true}
+			return nil
+		}
+		// The row exists: lock it so that two attempts cannot both take
+		// over an unknown or stale key.
+		const lock = `
+			SELECT request_hash, state, code, result, created_at, claimed_at < now() - $2::interval
+			FROM idempotency_keys
+			WHERE key_hash = $1
+			FOR UPDATE`
+		var (
+			reqHash, state string
+			res            IdempotentResult
+			stale          bool
+		)
+		err = tx.QueryRow(ctx, lock, key.hash(), lease).Scan(&reqHash, &state, &res.Code, &res.Body, &res.CreatedAt, &stale)
+		if err != nil {
+			return fmt.Errorf("read idempotency key: %w", translate(err))
+		}
+		switch {
+		case reqHash != requestHash:
+			return ErrIdempotencyMismatch
+		case state == "done":
+			res.CreatedAt = res.CreatedAt.UTC()
+			claim = Claim{Result: &res}
+			return nil
+		case state == "pending" && !stale:
+			claim = Claim{Busy: true}
+			return nil
+		}
+		const take = `UPDATE idempotency_keys SET state = 'pending', claimed_at = now() WHERE key_hash = $1`
+		if _, err := tx.Exec(ctx, take, key.hash()); err != nil {
+			return fmt.Errorf("take over idempotency key: %w", err)
+		}
+		claim = Claim{Owned: true, ReadBack: true}
+		return nil
+	})
+	if err != nil {
+		return Claim{}, fmt.Errorf("claim idempotency key: %w", err)
+	}
+	return claim, nil
+}
+
+// FinishIdempotencyKey stores the outcome of the attempt that holds key;
+// later claims return it.
+func (s *Store) FinishIdempotencyKey(ctx context.Context, key IdempotencyKey, code int32, body []byte) error {
+	const q = `
+		UPDATE idempotency_keys
+		SET state = 'done', code = $2, result = $3
+		WHERE key_hash = $1`
+	if _, err := s.pool.Exec(ctx, q, key.hash(), code, body); err != nil {
+		return fmt.Errorf("finish idempotency key: %w", err)
+	}
+	return nil
+}
+
+// MarkIdempotencyUnknown records that the attempt holding key may have
+// reached Graph but its outcome is unknown: the next attempt under the key
+// is told to read back first.
+func (s *Store) MarkIdempotencyUnknown(ctx context.Context, key IdempotencyKey) error {
+	const q = `UPDATE idempotency_keys SET state = 'unknown' WHERE key_hash = $1 AND state = 'pending'`
+	if _, err := s.pool.Exec(ctx, q, key.hash()); err != nil {
+		return fmt.Errorf("mark idempotency key unknown: %w", err)
+	}
+	return nil
+}
+
+// ReleaseIdempotencyKey forgets a pending key whose attempt failed
+// without effect and without a result worth repeating (a transient
+// failure), so that a retry under the same key runs afresh.
+func (s *Store) ReleaseIdempotencyKey(ctx context.Context, key IdempotencyKey) error {
+	const q = `DELETE FROM idempotency_keys WHERE key_hash = $1 AND state = 'pending'`
+	if _, err := s.pool.Exec(ctx, q, key.hash()); err != nil {
+		return fmt.Errorf("release idempotency key: %w", err)
+	}
+	return nil
+}
+
+// RecordAssignment writes an assignment Graph has just created or changed
+// into the mirror's current state, as observed at at (read-your-writes
+// before the next sync). It follows the history model: when the current
+// version differs it is closed at at and a new one opened; an identical
+// current version is left alone; a new id gets its first version. The
+// content compared is the one a sync compares, so a later sync that sees
+// the same state from Graph writes nothing. It returns the assignment as
+// the mirror now holds it.
+func (s *Store) RecordAssignment(ctx context.Context, a Assignment, at time.Time) (Assignment, error) {
+	if a.ID == "" || a.AllotmentID == "" || a.AssigneeID == "" {
+		return Assignment{}, fmt.Errorf("record assignment: id, allotment and assignee are required")
+	}
+	if a.Raw != nil {
+		if err := rawJSON("assignment", a.ID, a.Raw); err != nil {
+			return Assignment{}, fmt.Errorf("record assignment: %w", err)
+		}
+	}
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// Serialize with snapshot applies (same lock), so the two never
+		// interleave their closes and opens of one key.
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, applyLockKey); err != nil {
+			return fmt.Errorf("take apply lock: %w", err)
+		}
+		const closeStale = `
+			WITH cur AS (
+				SELECT id, lower(valid) AS since
+				FROM assignment_versions
+				WHERE id = $1
+				  AND upper_inf(valid)
+				  AND (allotment_id, assignee_id, assignee_type, disabled_plan_ids, raw)
+				      IS DISTINCT FROM ($2::text, $3::text, $4::text, $5::text[], $6::jsonb)
+			), closed AS (
+				UPDATE assignment_versions v
+				SET valid = tstzrange(lower(v.valid), $7::timestamptz, '[)')
+				FROM cur
+				WHERE v.id = cur.id AND upper_inf(v.valid) AND cur.since < $7
+			)
+			DELETE FROM assignment_versions v
+			USING cur
+			WHERE v.id = cur.id AND upper_inf(v.valid) AND cur.since >= $7`
+		if _, err := tx.Exec(ctx, closeStale, a.ID, a.AllotmentID, a.AssigneeID, a.AssigneeType,
+			nonNil(a.DisabledPlanIDs), a.Raw, at); err != nil {
+			return fmt.Errorf("close assignment version: %w", err)
+		}
+		const open = `
+			INSERT INTO assignment_versions
+				(id, allotment_id, assignee_id, assignee_type, disabled_plan_ids, raw, first_observed_at, valid)
+			SELECT $1::text, $2::text, $3::text, $4::text, $5::text[], $6::jsonb,
+			       COALESCE((SELECT min(lower(p.valid)) FROM assignment_versions p WHERE p.id = $1), $7),
+			       tstzrange($7, NULL, '[)')
+			WHERE NOT EXISTS (
+				SELECT 1 FROM assignment_versions WHERE id = $1 AND upper_inf(valid))`
+		if _, err := tx.Exec(ctx, open, a.ID, a.AllotmentID, a.AssigneeID, a.AssigneeType,
+			nonNil(a.DisabledPlanIDs), a.Raw, at); err != nil {
+			return fmt.Errorf("open assignment version: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return Assignment{}, fmt.Errorf("record assignment %q: %w", a.ID, translate(err))
+	}
+	return s.GetAssignment(ctx, a.ID, time.Time{})
+}
+
+// RecordAssignmentRemoved closes the current version of assignment id at
+// at, after Graph deleted it. An id with no current version is not an
+// error (a sync may have seen the deletion first).
+func (s *Store) RecordAssignmentRemoved(ctx context.Context, id string, at time.Time) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, applyLockKey); err != nil {
+			return fmt.Errorf("take apply lock: %w", err)
+		}
+		const closeQ = `
+			UPDATE assignment_versions
+			SET valid = tstzrange(lower(valid), $2, '[)')
+			WHERE id = $1 AND upper_inf(valid) AND lower(valid) < $2`
+		if _, err := tx.Exec(ctx, closeQ, id, at); err != nil {
+			return fmt.Errorf("close assignment version: %w", err)
+		}
+		const drop = `DELETE FROM assignment_versions WHERE id = $1 AND upper_inf(valid) AND lower(valid) >= $2`
+		if _, err := tx.Exec(ctx, drop, id, at); err != nil {
+			return fmt.Errorf("drop assignment version: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("record assignment %q removed: %w", id, translate(err))
+	}
+	return nil
+}
