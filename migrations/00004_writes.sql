@@ -58,9 +58,16 @@ CREATE TABLE allotment_owner_versions (
 );
 CREATE UNIQUE INDEX allotment_owner_versions_current
     ON allotment_owner_versions (allotment_id) WHERE upper_inf(valid);
+-- The current owners, for readers that need no history (chargeback's
+-- owner policy reads allotment_owners(allotment_id, owner_department)).
+CREATE VIEW allotment_owners AS
+    SELECT allotment_id, owner_department, set_by, lower(valid) AS since
+    FROM allotment_owner_versions
+    WHERE upper_inf(valid);
 
 -- +goose Down
 
+DROP VIEW allotment_owners;
 DROP TABLE allotment_owner_versions;
 DROP TABLE audit_events;
 DROP TABLE idempotency_keys;
