@@ -202,3 +202,50 @@ func TestStore_LeaderLock_connectionKilled(t *testing.T) {
 		t.Errorf("Ping after losing the lock: %v", err)
 	}
 }
+
+func TestStore_LeaderLock_idleChecks(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	a, b, admin := twoReplicas(t)
+
+	inA, releaseA := make(chan struct{}), make(chan struct{})
+	doneA := make(chan error, 1)
+	go func() {
+		doneA <- a.WithLeaderLock(ctx, "sync", func(ctx context.Context) error {
+			close(inA)
+			select {
+			case <-releaseA:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+	}()
+	<-inA
+	pid := holder(t, admin)
+	// An idle leader's connection is checked with a ping (the interval is
+	// shortened in TestMain); the server reports the ping as the session's
+	// last query. Surviving it, a keeps the lock.
+	for {
+		var query string
+		if err := admin.QueryRow(ctx, `SELECT query FROM pg_stat_activity WHERE pid = $1`, pid).Scan(&query); err != nil {
+			t.Fatal(err)
+		}
+		if query == "-- ping" {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the leader's connection was never checked")
+		}
+	}
+	if release, ok, err := b.TryLeaderLock(ctx, "sync"); err != nil || ok {
+		if ok {
+			release()
+		}
+		t.Errorf("TryLeaderLock after the leader's idle check = %v, %v; want the lock still held", ok, err)
+	}
+	close(releaseA)
+	if err := <-doneA; err != nil {
+		t.Errorf("WithLeaderLock after idle checks = %v, want nil", err)
+	}
+}
