@@ -125,12 +125,10 @@ func simAssignmentsOf(sim *graphsim.Server, id string) []graphsim.AssignmentStat
 	return out
 }
 
-// TestWrites_AssignmentsEndToEnd drives the write API over real gRPC and
-// HTTP against the simulator: onboarding by UPN and SKU, idempotent
-// retries under concurrency, every pre-check, Graph's refusals, a lost
-// answer, PATCH, DELETE, reprocess, and the audit log of it all.
-func TestWrites_AssignmentsEndToEnd(t *testing.T) {
-	t.Parallel()
+// startWriteService starts a simulator with writeTenant and a server
+// synced with it, and returns admin and writer tokens.
+func startWriteService(t *testing.T) (sim *graphsim.Server, svc *service, admin, writer string) {
+	t.Helper()
 	sim, err := graphsim.New(graphsim.Options{Tenant: writeTenant()})
 	if err != nil {
 		t.Fatal(err)
@@ -147,8 +145,8 @@ func TestWrites_AssignmentsEndToEnd(t *testing.T) {
 		}
 		return tok
 	}
-	admin, writer := mint("e2e-admin", "admin"), mint("hr-onboarding", "writer")
-	svc := startService(t, map[string]string{
+	admin, writer = mint("e2e-admin", "admin"), mint("hr-onboarding", "writer")
+	svc = startService(t, map[string]string{
 		"SEATLEDGER_OIDC_ISSUER":   info.IssuerURL,
 		"SEATLEDGER_OIDC_AUDIENCE": "api://seatledger",
 		"DATABASE_URL":             storetest.NewDSN(t),
@@ -160,6 +158,16 @@ func TestWrites_AssignmentsEndToEnd(t *testing.T) {
 		"SSL_CERT_FILE":            info.CAFile,
 	}, admin)
 	svc.runSync(t)
+	return sim, svc, admin, writer
+}
+
+// TestWrites_AssignmentsEndToEnd drives the write API over real gRPC and
+// HTTP against the simulator: onboarding by UPN and SKU, idempotent
+// retries under concurrency, every pre-check, Graph's refusals, a lost
+// answer, PATCH, DELETE, reprocess, and the audit log of it all.
+func TestWrites_AssignmentsEndToEnd(t *testing.T) {
+	t.Parallel()
+	sim, svc, admin, writer := startWriteService(t)
 	wconn := svc.dial(t, writer)
 	assignments := seatledgerv1.NewAssignmentServiceClient(wconn)
 	ctx := context.Background()
@@ -506,4 +514,51 @@ func TestWrites_AssignmentsEndToEnd(t *testing.T) {
 			t.Errorf("GET /v1/audit-events for owners = %d %s", code, body)
 		}
 	})
+}
+
+// TestWrites_TimeoutThenRetry lets a Graph POST outlast the caller's
+// deadline (the simulator holds it; the cancelled request never acts),
+// then retries with the same key: exactly one assignment results. It also
+// assigns a device and a group.
+func TestWrites_TimeoutThenRetry(t *testing.T) {
+	t.Parallel()
+	sim, svc, _, writer := startWriteService(t)
+	assignments := seatledgerv1.NewAssignmentServiceClient(svc.dial(t, writer))
+	err := sim.SetFaults([]graphsim.FaultRule{{Path: "/beta/admin/cloudLicensing/assignments", Method: http.MethodPost, Nth: 1,
+		Kind: graphsim.FaultDelay, Delay: "30s"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &seatledgerv1.CreateAssignmentRequest{IdempotencyKey: "slow-user11",
+		Assignee: &seatledgerv1.CreateAssignmentRequest_User{User: wUPN(11)}, Source: &seatledgerv1.CreateAssignmentRequest_SkuId{SkuId: wE3}}
+	short, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := assignments.CreateAssignment(short, req); status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("create with a hung Graph = %v, want DEADLINE_EXCEEDED", err)
+	}
+	r, err := assignments.CreateAssignment(context.Background(), req)
+	if err != nil {
+		t.Fatalf("retry with the same key: %v", err)
+	}
+	if got := simAssignmentsOf(sim, wUser(11)); len(got) != 1 || got[0].ID != r.GetAssignment().GetId() {
+		t.Errorf("simulator holds %v for user11, want exactly the one returned (%s)", got, r.GetAssignment().GetId())
+	}
+	if f := sim.Faults(); len(f) != 1 || f[0].Fired != 1 {
+		t.Errorf("faults %+v; want the delay to have fired once", f)
+	}
+
+	d, err := assignments.CreateAssignment(context.Background(), &seatledgerv1.CreateAssignmentRequest{
+		Assignee: &seatledgerv1.CreateAssignmentRequest_DeviceId{DeviceId: wDevice}, Source: &seatledgerv1.CreateAssignmentRequest_SkuId{SkuId: wKioskSKU}})
+	if err != nil || d.GetAllotment().GetId() != wKioskAl || d.GetAllotmentChoiceReason() != seatledgerv1.AllotmentChoiceReason_ALLOTMENT_CHOICE_REASON_ONLY_CANDIDATE ||
+		d.GetAssignment().GetAssignee().GetType() != seatledgerv1.AssigneeType_ASSIGNEE_TYPE_DEVICE {
+		t.Errorf("device assignment = %v, %v; want the only kiosk allotment", d, err)
+	}
+	g, err := assignments.CreateAssignment(context.Background(), &seatledgerv1.CreateAssignmentRequest{
+		Assignee: &seatledgerv1.CreateAssignmentRequest_GroupId{GroupId: wGroup}, Source: &seatledgerv1.CreateAssignmentRequest_AllotmentId{AllotmentId: wFullAl}})
+	if err != nil || g.GetAssignment().GetAssignee().GetType() != seatledgerv1.AssigneeType_ASSIGNEE_TYPE_GROUP {
+		t.Errorf("group assignment from a full allotment = %v, %v; want it made (members wait for seats)", g, err)
+	}
+	if got := simAssignmentsOf(sim, wGroup); len(got) != 1 {
+		t.Errorf("simulator holds %v for the group, want 1", got)
+	}
 }
