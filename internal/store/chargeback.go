@@ -68,12 +68,14 @@ type ChargebackParams struct {
 // every grouping is summed.
 type ChargebackLine struct {
 	// Day is the calendar day in the request's time zone, "YYYY-MM-DD";
-	// DayStart and DayEnd are its bounds as instants.
-	Day              string
-	DayStart, DayEnd time.Time
-	AllotmentID      string
-	SKUID            string
-	SKUPartNumber    string
+	// DayStart and DayEnd are its bounds as instants, MonthStart and
+	// MonthEnd those of its calendar month (the end is exclusive).
+	Day                  string
+	DayStart, DayEnd     time.Time
+	MonthStart, MonthEnd time.Time
+	AllotmentID          string
+	SKUID                string
+	SKUPartNumber        string
 	// Department is the seat holders' department that day, or for idle
 	// lines the department the policy charged ("" when unallocated, and
 	// for holders without a department).
@@ -180,7 +182,9 @@ func (s *Store) Chargeback(ctx context.Context, p ChargebackParams) (Chargeback,
 		WITH days AS MATERIALIZED (
 			SELECT g::date AS day,
 			       tstzrange(g AT TIME ZONE ` + tzArg + `, (g + interval '1 day') AT TIME ZONE ` + tzArg + `) AS r,
-			       extract(day FROM date_trunc('month', g) + interval '1 month' - interval '1 day')::bigint AS dim
+			       extract(day FROM date_trunc('month', g) + interval '1 month' - interval '1 day')::bigint AS dim,
+			       date_trunc('month', g) AT TIME ZONE ` + tzArg + ` AS month_start,
+			       (date_trunc('month', g) + interval '1 month') AT TIME ZONE ` + tzArg + ` AS month_end
 			FROM generate_series(` + fromArg + `::date::timestamp, ` + toArg + `::date::timestamp, interval '1 day') AS g
 		), span AS MATERIALIZED (
 			SELECT tstzrange(min(lower(r)), max(upper(r))) AS r FROM days
@@ -240,7 +244,7 @@ func (s *Store) Chargeback(ctx context.Context, p ChargebackParams) (Chargeback,
 			  USING (allotment_id, day)
 			WHERE al.allotted_units > COALESCE(t.held, 0)
 		)
-		SELECT l.day, lower(d.r), upper(d.r), l.allotment_id, al.sku_id, al.sku_part_number, l.department,
+		SELECT l.day, lower(d.r), upper(d.r), d.month_start, d.month_end, l.allotment_id, al.sku_id, al.sku_part_number, l.department,
 		       l.idle, l.seats, l.dup_seats, d.dim,
 		       COALESCE(pr.currency, ''), COALESCE(pr.monthly_unit_price::text, ''),
 		       COALESCE(pr.monthly_list_unit_price::text, pr.monthly_unit_price::text, '')
@@ -263,12 +267,13 @@ func (s *Store) Chargeback(ctx context.Context, p ChargebackParams) (Chargeback,
 			day   pgtype.Date
 			seats int64
 		)
-		if err := row.Scan(&day, &l.DayStart, &l.DayEnd, &l.AllotmentID, &l.SKUID, &l.SKUPartNumber, &l.Department,
+		if err := row.Scan(&day, &l.DayStart, &l.DayEnd, &l.MonthStart, &l.MonthEnd, &l.AllotmentID, &l.SKUID, &l.SKUPartNumber, &l.Department,
 			&l.Idle, &seats, &l.DuplicateSeats, &l.DaysInMonth, &l.Currency, &l.UnitPrice, &l.ListUnitPrice); err != nil {
 			return l, err
 		}
 		l.Day = day.Time.Format(time.DateOnly)
 		l.DayStart, l.DayEnd = l.DayStart.UTC(), l.DayEnd.UTC()
+		l.MonthStart, l.MonthEnd = l.MonthStart.UTC(), l.MonthEnd.UTC()
 		l.Seats = new(big.Rat).SetInt64(seats)
 		if !l.Idle {
 			l.AllocationMethod = AllocSeatHolder

@@ -186,8 +186,8 @@ func TestStore_Chargeback(t *testing.T) {
 			wantTotals: []store.Money{{Currency: "USD", Amount: "8.00"}},
 		},
 		{
-			name: "before the first sync",
-			p:    store.ChargebackParams{From: "2025-12-31", To: "2025-12-31"},
+			name:     "before the first sync",
+			p:        store.ChargebackParams{From: "2025-12-31", To: "2025-12-31"},
 			wantRows: []store.ChargebackRow{
 				// Nothing was mirrored yet on that day.
 			},
