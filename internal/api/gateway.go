@@ -33,7 +33,8 @@ func NewGateway(ctx context.Context, grpcAddr string, ready func(context.Context
 	if err != nil {
 		return nil, nil, fmt.Errorf("gateway: dial grpc: %w", err)
 	}
-	gw := runtime.NewServeMux(runtime.WithIncomingHeaderMatcher(forwardHeader))
+	gw := runtime.NewServeMux(runtime.WithIncomingHeaderMatcher(forwardHeader),
+		runtime.WithMarshalerOption(csvMIME, newChargebackMarshaler())) // chargeback files; see chargeback.go
 	for _, register := range []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
 		seatledgerv1.RegisterSubscriptionServiceHandler,
 		seatledgerv1.RegisterAllotmentServiceHandler,
@@ -67,6 +68,7 @@ func NewGateway(ctx context.Context, grpcAddr string, ready func(context.Context
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
+	mux.Handle("GET /v1/chargeback", chargebackQuery(gw)) // CSV and short forms; see chargeback.go
 	mux.Handle("/", gw)
 	return limitBodies(mux, maxBodyBytes), conn.Close, nil
 }
