@@ -40,6 +40,14 @@ lint:
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 
-## bench: benchmarks (Go micro-benchmarks for now; tenant-scale harness lands with issue 6)
+## bench: the tenant-scale benchmark harness (issue 6): prints the table, writes docs/BENCHMARKS.md (~10 min);
+## QUICK=1 runs the quick mode (small tenants, under a minute, writes nothing). Micro-benchmarks:
+## go test -run='^$$' -bench=. -benchmem ./internal/graph ./internal/store ./internal/sync
 bench:
-	$(GO) test -run='^$$' -bench=. -benchmem ./...
+	@scripts/install-deps postgres
+	$(GO) run ./cmd/bench $(if $(QUICK),-quick)
+
+## bench-quick: the quick mode of the harness, for everyday use
+.PHONY: bench-quick
+bench-quick:
+	@$(MAKE) --no-print-directory bench QUICK=1

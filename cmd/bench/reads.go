@@ -1,0 +1,236 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"google.golang.org/grpc"
+
+	seatledgerv1 "github.com/seatledger/seatledger/gen/seatledger/v1"
+	"github.com/seatledger/seatledger/internal/pglocal"
+)
+
+// readConcurrency is the number of concurrent callers of the read
+// benchmark.
+const readConcurrency = 32
+
+// load is the outcome of one load test.
+type load struct {
+	n        int
+	rps      float64
+	p50, p99 time.Duration
+	err      error
+}
+
+// runLoad calls call from conc goroutines for d (after a warm-up of d/5
+// that is not recorded) and returns throughput and latency percentiles.
+func runLoad(ctx context.Context, conc int, d time.Duration, call func(context.Context) error) load {
+	warm := time.Now().Add(d / 5)
+	end := warm.Add(d)
+	lat := make([][]time.Duration, conc)
+	errs := make([]error, conc)
+	var wg sync.WaitGroup
+	for w := range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				t0 := time.Now()
+				if t0.After(end) {
+					return
+				}
+				if err := call(ctx); err != nil {
+					errs[w] = err
+					return
+				}
+				if t0.After(warm) {
+					lat[w] = append(lat[w], time.Since(t0))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	var all []time.Duration
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	for _, err := range errs {
+		if err != nil {
+			return load{err: err}
+		}
+	}
+	if len(all) == 0 {
+		return load{err: fmt.Errorf("no call completed")}
+	}
+	slices.Sort(all)
+	return load{
+		n:   len(all),
+		rps: float64(len(all)) / d.Seconds(),
+		p50: all[len(all)/2],
+		p99: all[len(all)*99/100],
+	}
+}
+
+// bareServer serves fixed responses from memory with plain grpc-go: no
+// interceptors, no database. It is the read benchmark's baseline.
+type bareServer struct {
+	seatledgerv1.UnimplementedAllotmentServiceServer
+	seatledgerv1.UnimplementedAssignmentServiceServer
+	seatledgerv1.UnimplementedUserServiceServer
+	allotment   *seatledgerv1.Allotment
+	assignments *seatledgerv1.ListAssignmentsResponse
+	license     *seatledgerv1.LicenseStatus
+}
+
+func (b *bareServer) GetAllotment(context.Context, *seatledgerv1.GetAllotmentRequest) (*seatledgerv1.Allotment, error) {
+	return b.allotment, nil
+}
+
+func (b *bareServer) ListAssignments(context.Context, *seatledgerv1.ListAssignmentsRequest) (*seatledgerv1.ListAssignmentsResponse, error) {
+	return b.assignments, nil
+}
+
+func (b *bareServer) GetLicenseStatus(context.Context, *seatledgerv1.GetLicenseStatusRequest) (*seatledgerv1.LicenseStatus, error) {
+	return b.license, nil
+}
+
+// readTarget is the ids the read benchmark asks for.
+type readTarget struct{ allotment, user string }
+
+// pickReadTarget picks the allotment with the most assignments and a user
+// who waits for a seat (so that license-status has seats, waits and
+// errors to gather), falling back to any assigned user.
+func pickReadTarget(ctx context.Context, pg *pglocal.Server, db string) (readTarget, error) {
+	conn, err := pgx.Connect(ctx, pg.DSN(db))
+	if err != nil {
+		return readTarget{}, fmt.Errorf("pick read target: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var t readTarget
+	if err := conn.QueryRow(ctx, `SELECT allotment_id FROM assignment_versions WHERE upper_inf(valid)
+		GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1`).Scan(&t.allotment); err != nil {
+		return t, fmt.Errorf("pick allotment: %w", err)
+	}
+	err = conn.QueryRow(ctx, `SELECT member_id FROM waiting_member_versions WHERE upper_inf(valid) ORDER BY id LIMIT 1`).Scan(&t.user)
+	if err == pgx.ErrNoRows {
+		err = conn.QueryRow(ctx, `SELECT assignee_id FROM assignment_versions WHERE upper_inf(valid) AND assignee_type = 'user'
+			ORDER BY id LIMIT 1`).Scan(&t.user)
+	}
+	if err != nil {
+		return t, fmt.Errorf("pick user: %w", err)
+	}
+	return t, nil
+}
+
+// readFigures is one read call's three load tests.
+type readFigures struct {
+	call             string
+	bare, grpc, rest load
+}
+
+// benchReads load-tests GetAllotment, ListAssignments (page size 100) and
+// GetLicenseStatus on inst over gRPC and REST, and the same calls on a
+// bare grpc-go server answering from memory, each for d.
+func benchReads(ctx context.Context, inst *instance, target readTarget, d time.Duration) ([]readFigures, error) {
+	allotments := seatledgerv1.NewAllotmentServiceClient(inst.conn)
+	assignments := seatledgerv1.NewAssignmentServiceClient(inst.conn)
+	users := seatledgerv1.NewUserServiceClient(inst.conn)
+	getReq := &seatledgerv1.GetAllotmentRequest{Id: target.allotment}
+	listReq := &seatledgerv1.ListAssignmentsRequest{PageSize: 100}
+	licReq := &seatledgerv1.GetLicenseStatusRequest{User: target.user}
+
+	// The bare server returns what ours returns.
+	bare := &bareServer{}
+	var err error
+	if bare.allotment, err = allotments.GetAllotment(ctx, getReq); err != nil {
+		return nil, fmt.Errorf("GetAllotment: %w", err)
+	}
+	if bare.assignments, err = assignments.ListAssignments(ctx, listReq); err != nil {
+		return nil, fmt.Errorf("ListAssignments: %w", err)
+	}
+	if bare.license, err = users.GetLicenseStatus(ctx, licReq); err != nil {
+		return nil, fmt.Errorf("GetLicenseStatus: %w", err)
+	}
+	bs := grpc.NewServer()
+	seatledgerv1.RegisterAllotmentServiceServer(bs, bare)
+	seatledgerv1.RegisterAssignmentServiceServer(bs, bare)
+	seatledgerv1.RegisterUserServiceServer(bs, bare)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("bare server: %w", err)
+	}
+	go bs.Serve(lis)
+	defer bs.Stop()
+	bconn, err := dial(lis.Addr().String(), inst.token)
+	if err != nil {
+		return nil, err
+	}
+	defer bconn.Close()
+	bAllotments := seatledgerv1.NewAllotmentServiceClient(bconn)
+	bAssignments := seatledgerv1.NewAssignmentServiceClient(bconn)
+	bUsers := seatledgerv1.NewUserServiceClient(bconn)
+
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConns: 2 * readConcurrency, MaxIdleConnsPerHost: 2 * readConcurrency}}
+	defer hc.CloseIdleConnections()
+	rest := func(path string) func(context.Context) error {
+		return func(ctx context.Context) error {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, inst.httpURL+path, nil)
+			if err != nil {
+				return err
+			}
+			req.Header.Set("Authorization", "Bearer "+inst.token)
+			resp, err := hc.Do(req)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+				return err
+			}
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("GET %s: %s", path, resp.Status)
+			}
+			return nil
+		}
+	}
+	type calls struct {
+		name             string
+		bare, grpc, rest func(context.Context) error
+	}
+	all := []calls{
+		{"GetAllotment",
+			func(ctx context.Context) error { _, err := bAllotments.GetAllotment(ctx, getReq); return err },
+			func(ctx context.Context) error { _, err := allotments.GetAllotment(ctx, getReq); return err },
+			rest("/v1/allotments/" + target.allotment)},
+		{"ListAssignments(100)",
+			func(ctx context.Context) error { _, err := bAssignments.ListAssignments(ctx, listReq); return err },
+			func(ctx context.Context) error { _, err := assignments.ListAssignments(ctx, listReq); return err },
+			rest("/v1/assignments?page_size=100")},
+		{"GetLicenseStatus",
+			func(ctx context.Context) error { _, err := bUsers.GetLicenseStatus(ctx, licReq); return err },
+			func(ctx context.Context) error { _, err := users.GetLicenseStatus(ctx, licReq); return err },
+			rest("/v1/users/" + target.user + "/license-status")},
+	}
+	var out []readFigures
+	for _, c := range all {
+		f := readFigures{call: c.name}
+		f.bare = runLoad(ctx, readConcurrency, d, c.bare)
+		f.grpc = runLoad(ctx, readConcurrency, d, c.grpc)
+		f.rest = runLoad(ctx, readConcurrency, d, c.rest)
+		for _, l := range []load{f.bare, f.grpc, f.rest} {
+			if l.err != nil {
+				return nil, fmt.Errorf("%s: %w", c.name, l.err)
+			}
+		}
+		logf("reads: %s bare %.0f/s, gRPC %.0f/s, REST %.0f/s", c.name, f.bare.rps, f.grpc.rps, f.rest.rps)
+		out = append(out, f)
+	}
+	return out, nil
+}
