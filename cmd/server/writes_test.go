@@ -213,11 +213,16 @@ func TestWrites_AssignmentsEndToEnd(t *testing.T) {
 		if r2.GetAllotment().GetId() != wBigAl || r2.GetAllotmentChoiceReason() != seatledgerv1.AllotmentChoiceReason_ALLOTMENT_CHOICE_REASON_MOST_AVAILABLE_UNITS {
 			t.Errorf("user4 (Engineering, no owned allotment) got %v; want the allotment with the most free seats", r2)
 		}
-		// The next sync finds the written-through assignments unchanged.
+		// The allotment's units are refreshed at once too.
+		code, body = svc.get(t, "/v1/allotments/"+wSalesAl)
+		if code != http.StatusOK || !strings.Contains(string(body), `"consumedUnits":1`) {
+			t.Errorf("GET the allotment after the write = %d %s; want 1 consumed", code, body)
+		}
+		// The next sync finds the written-through state unchanged.
 		run := svc.runSync(t)
 		for _, c := range run.GetEntityCounts() {
-			if c.GetEntity() == "assignments" && (c.GetAdded() != 0 || c.GetChanged() != 0 || c.GetRemoved() != 0) {
-				t.Errorf("sync after the writes counted assignments %v; want all unchanged", c)
+			if (c.GetEntity() == "assignments" || c.GetEntity() == "allotments") && (c.GetAdded() != 0 || c.GetChanged() != 0 || c.GetRemoved() != 0) {
+				t.Errorf("sync after the writes counted %v; want all unchanged", c)
 			}
 		}
 	})

@@ -764,6 +764,7 @@ func (s *assignmentService) created(ctx context.Context, p plannedCreate, a grap
 	if stored, err := s.recordAssignment(ctx, rec); err == nil {
 		out = assignmentToProto(stored)
 	}
+	s.refreshAllotment(ctx, p.allotment.ID)
 	al := allotmentToProto(p.allotment)
 	al.OwnerDepartment = p.owner
 	return &seatledgerv1.CreateAssignmentResponse{
@@ -781,6 +782,21 @@ func (s *assignmentService) recordAssignment(ctx context.Context, a store.Assign
 		s.log.ErrorContext(ctx, "assignment not written through to the mirror; the next sync will record it", "assignment_id", a.ID, "err", err)
 	}
 	return stored, err
+}
+
+// refreshAllotment re-reads an allotment's units from Graph after a write
+// and records them, so that free seats are right before the next sync.
+// Best effort: a failure is logged; the next sync corrects the counts.
+func (s *assignmentService) refreshAllotment(ctx context.Context, id string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordWriteTimeout)
+	defer cancel()
+	a, err := s.graph.GetAllotment(ctx, id)
+	if err == nil {
+		err = s.store.RecordAllotmentCounts(ctx, id, a.AllottedUnits, a.ConsumedUnits, a.Raw, time.Now())
+	}
+	if err != nil {
+		s.log.WarnContext(ctx, "allotment units not refreshed after a write; the next sync will", "allotment_id", id, "err", err)
+	}
 }
 
 // UpdateAssignment implements seatledger.v1.AssignmentService.UpdateAssignment.
@@ -899,6 +915,7 @@ func (s *assignmentService) deleteAssignment(ctx context.Context, req *seatledge
 		s.log.ErrorContext(ctx, "assignment removal not written through to the mirror; the next sync will record it",
 			"assignment_id", req.GetId(), "err", err)
 	}
+	s.refreshAllotment(ctx, cur.AllotmentID)
 	return nil
 }
 

@@ -245,3 +245,65 @@ func (s *Store) RecordAssignmentRemoved(ctx context.Context, id string, at time.
 	}
 	return nil
 }
+
+// RecordAllotmentCounts writes an allotment's unit counts, as Graph
+// reported them right after a write, into the mirror's current state at
+// at, so that free seats are right before the next sync. raw is the
+// allotment as Graph sent it (its "@odata.context", which only a single
+// entity carries, is dropped so that it compares equal to the sync's
+// listing); nil keeps the stored one. Other columns are kept. When nothing
+// differs nothing is written; an allotment the mirror does not hold is
+// ErrNotFound.
+func (s *Store) RecordAllotmentCounts(ctx context.Context, id string, allotted, consumed int32, raw []byte, at time.Time) error {
+	if raw != nil {
+		if err := rawJSON("allotment", id, raw); err != nil {
+			return fmt.Errorf("record allotment counts: %w", err)
+		}
+	}
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, applyLockKey); err != nil {
+			return fmt.Errorf("take apply lock: %w", err)
+		}
+		const read = `
+			SELECT lower(valid), (allotted_units, consumed_units, raw)
+			       IS NOT DISTINCT FROM ($2::integer, $3::integer, COALESCE($4::jsonb - '@odata.context', raw))
+			FROM allotment_versions
+			WHERE id = $1 AND upper_inf(valid)
+			FOR UPDATE`
+		var (
+			since time.Time
+			same  bool
+		)
+		if err := tx.QueryRow(ctx, read, id, allotted, consumed, raw).Scan(&since, &same); err != nil {
+			return fmt.Errorf("read allotment: %w", notFound(translate(err), "allotment "+id))
+		}
+		if same {
+			return nil
+		}
+		if !since.Before(at) {
+			at = since.Add(time.Microsecond) // keep the new version after the current one
+		}
+		const closeQ = `
+			UPDATE allotment_versions
+			SET valid = tstzrange(lower(valid), $2, '[)')
+			WHERE id = $1 AND upper_inf(valid)`
+		if _, err := tx.Exec(ctx, closeQ, id, at); err != nil {
+			return fmt.Errorf("close allotment version: %w", err)
+		}
+		const open = `
+			INSERT INTO allotment_versions
+				(id, sku_id, sku_part_number, allotted_units, consumed_units, assignable_to, services, subscriptions, raw, valid)
+			SELECT id, sku_id, sku_part_number, $2, $3, assignable_to, services, subscriptions,
+			       COALESCE($4::jsonb - '@odata.context', raw), tstzrange($5, NULL, '[)')
+			FROM allotment_versions
+			WHERE id = $1 AND upper(valid) = $5`
+		if _, err := tx.Exec(ctx, open, id, allotted, consumed, raw, at); err != nil {
+			return fmt.Errorf("open allotment version: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("record counts of allotment %q: %w", id, translate(err))
+	}
+	return nil
+}

@@ -168,3 +168,39 @@ func TestStore_RecordAssignment(t *testing.T) {
 		t.Error("RecordAssignment without allotment and assignee succeeded")
 	}
 }
+
+func TestStore_RecordAllotmentCounts(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	st, conn := newStore(t)
+	a := allotment("a1", skuTeams, 10)
+	apply(t, st, t0, a)
+	at := t0.Add(time.Hour)
+	// Unchanged counts and no raw: nothing written.
+	if err := st.RecordAllotmentCounts(ctx, "a1", a.AllottedUnits, a.ConsumedUnits, nil, at); err != nil {
+		t.Fatal(err)
+	}
+	if n := queryInt(t, conn, `SELECT count(*) FROM allotment_versions WHERE id = 'a1'`); n != 1 {
+		t.Fatalf("%d versions after an unchanged write, want 1", n)
+	}
+	raw := []byte(`{"@odata.context":"https://graph/$metadata#x","id":"a1","consumedUnits":11}`)
+	if err := st.RecordAllotmentCounts(ctx, "a1", a.AllottedUnits, a.ConsumedUnits+1, raw, at); err != nil {
+		t.Fatal(err)
+	}
+	got, err := st.GetAllotment(ctx, "a1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ConsumedUnits != a.ConsumedUnits+1 || !got.ObservedAt.Equal(at) || got.SKUID != a.SKUID || len(got.Services) != len(a.Services) {
+		t.Errorf("after the write: %+v", got)
+	}
+	if n := queryInt(t, conn, `SELECT count(*) FROM allotment_versions WHERE id = 'a1' AND raw ? '@odata.context'`); n != 0 {
+		t.Errorf("%d versions keep @odata.context, want 0", n)
+	}
+	if old, err := st.AllotmentAsOf(ctx, "a1", t0); err != nil || old.ConsumedUnits != a.ConsumedUnits {
+		t.Errorf("as of before the write: %+v, %v", old, err)
+	}
+	if err := st.RecordAllotmentCounts(ctx, "nope", 1, 1, nil, at); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("unknown allotment: %v, want ErrNotFound", err)
+	}
+}
