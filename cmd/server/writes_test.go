@@ -213,10 +213,23 @@ func TestWrites_AssignmentsEndToEnd(t *testing.T) {
 		if r2.GetAllotment().GetId() != wBigAl || r2.GetAllotmentChoiceReason() != seatledgerv1.AllotmentChoiceReason_ALLOTMENT_CHOICE_REASON_MOST_AVAILABLE_UNITS {
 			t.Errorf("user4 (Engineering, no owned allotment) got %v; want the allotment with the most free seats", r2)
 		}
+		// A new hire created after the last sync is found in the directory.
+		if err := sim.AddUser(graphsim.UserState{ID: wUser(21), UserPrincipalName: wUPN(21), DisplayName: "New Hire",
+			Department: "Sales", AccountEnabled: true}); err != nil {
+			t.Fatal(err)
+		}
+		r3, err := assignments.CreateAssignment(ctx, &seatledgerv1.CreateAssignmentRequest{
+			Assignee: &seatledgerv1.CreateAssignmentRequest_User{User: wUPN(21)}, Source: &seatledgerv1.CreateAssignmentRequest_SkuId{SkuId: wE3}})
+		if err != nil || r3.GetAllotment().GetId() != wSalesAl {
+			t.Fatalf("onboarding a user not yet synced = %v, %v; want the Sales allotment", r3, err)
+		}
+		if got := simAssignmentsOf(sim, wUser(21)); len(got) != 1 {
+			t.Errorf("simulator holds %v for the new hire, want 1", got)
+		}
 		// The allotment's units are refreshed at once too.
 		code, body = svc.get(t, "/v1/allotments/"+wSalesAl)
-		if code != http.StatusOK || !strings.Contains(string(body), `"consumedUnits":1`) {
-			t.Errorf("GET the allotment after the write = %d %s; want 1 consumed", code, body)
+		if code != http.StatusOK || !strings.Contains(string(body), `"consumedUnits":2`) {
+			t.Errorf("GET the allotment after the writes = %d %s; want 2 consumed", code, body)
 		}
 		// The next sync finds the written-through state unchanged.
 		run := svc.runSync(t)
@@ -489,8 +502,8 @@ func TestWrites_AssignmentsEndToEnd(t *testing.T) {
 				t.Errorf("event %v lacks actor, request id or request", e)
 			}
 		}
-		// Successes: user3, user4, 20×user5 + REST replay, user8, user9 ×2, user10.
-		want := map[string]int{"OK": 27, "ABORTED": 1, "NOT_FOUND": 5, "INVALID_ARGUMENT": 4, "ALREADY_EXISTS": 2,
+		// Successes: user3, user4, user21, 20×user5 + REST replay, user8, user9 ×2, user10.
+		want := map[string]int{"OK": 28, "ABORTED": 1, "NOT_FOUND": 5, "INVALID_ARGUMENT": 4, "ALREADY_EXISTS": 2,
 			"RESOURCE_EXHAUSTED": 2, "UNAVAILABLE": 1}
 		for k, v := range want {
 			if count[k] != v {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -409,8 +410,9 @@ func (s *assignmentService) resolveAssignee(ctx context.Context, req *seatledger
 		}
 		u, err := s.store.GetUser(ctx, v.User, time.Time{})
 		if errors.Is(err, store.ErrNotFound) {
-			return assignee{}, notFoundStatus("user", v.User, fmt.Sprintf("user %q is not in the directory as seatledger last synced it; "+
-				"check the id or user principal name (a new account appears after the next sync)", v.User))
+			// Not mirrored yet (a new hire created since the last sync):
+			// ask the directory itself.
+			u, err = s.directoryUser(ctx, v.User)
 		}
 		if err != nil {
 			return assignee{}, err
@@ -428,6 +430,24 @@ func (s *assignmentService) resolveAssignee(ctx context.Context, req *seatledger
 		return assignee{field: "device_id", id: strings.ToLower(v.DeviceId), kind: store.KindDevice}, nil
 	}
 	return assignee{}, invalidArgument("assignee", "set one of user, group_id or device_id")
+}
+
+// directoryUser reads a user the mirror does not hold yet from Graph. A
+// user Graph does not know either is NOT_FOUND.
+func (s *assignmentService) directoryUser(ctx context.Context, idOrUPN string) (store.User, error) {
+	g, err := s.graph.GetUser(ctx, idOrUPN)
+	var gerr *graph.Error
+	switch {
+	case errors.As(err, &gerr) && gerr.Status == http.StatusNotFound:
+		return store.User{}, notFoundStatus("user", idOrUPN, fmt.Sprintf("user %q does not exist in the directory; "+
+			"check the id or user principal name", idOrUPN))
+	case err != nil:
+		return store.User{}, err
+	case !graph.IsGUID(g.ID):
+		return store.User{}, fmt.Errorf("directory user %q has id %q, not a GUID", idOrUPN, g.ID)
+	}
+	return store.User{ID: g.ID, UserPrincipalName: g.UserPrincipalName, DisplayName: g.DisplayName,
+		Department: g.Department, CompanyName: g.CompanyName, CostCenter: g.CostCenter, AccountEnabled: g.AccountEnabled}, nil
 }
 
 // notFoundStatus is NOT_FOUND with a ResourceInfo naming what is missing.
