@@ -23,8 +23,9 @@ const (
 	// departments holding its seats that day, in proportion to their
 	// seats. Days with no holder stay unallocated.
 	IdleProportional = "proportional"
-	// IdleOwner charges an allotment's idle seats to its owner department;
-	// allotments without an owner stay unallocated.
+	// IdleOwner charges an allotment's idle seats of a day to its owner
+	// department that day (SetAllotmentOwner's history); days without an
+	// owner stay unallocated.
 	IdleOwner = "owner"
 )
 
@@ -100,6 +101,8 @@ type ChargebackLine struct {
 	// Cost = Seats × UnitPrice ÷ DaysInMonth and ListCost likewise, exact;
 	// zero without a price.
 	Cost, ListCost *big.Rat
+
+	owner string // the allotment's owner department that day (idle lines, owner policy)
 }
 
 // Priced reports whether the line's SKU had a price on its day.
@@ -162,6 +165,7 @@ func (s *Store) Chargeback(ctx context.Context, p ChargebackParams) (Chargeback,
 
 	var b sqlBuilder
 	fromArg, toArg, tzArg := b.arg(p.From), b.arg(p.To), b.arg(tz)
+	ownerArg := b.arg(policy == IdleOwner) + "::boolean"
 	allotCond, finalCond := "TRUE", "TRUE"
 	switch {
 	case p.AllotmentID != "":
@@ -247,10 +251,20 @@ func (s *Store) Chargeback(ctx context.Context, p ChargebackParams) (Chargeback,
 		SELECT l.day, lower(d.r), upper(d.r), d.month_start, d.month_end, l.allotment_id, al.sku_id, al.sku_part_number, l.department,
 		       l.idle, l.seats, l.dup_seats, d.dim,
 		       COALESCE(pr.currency, ''), COALESCE(pr.monthly_unit_price::text, ''),
-		       COALESCE(pr.monthly_list_unit_price::text, pr.monthly_unit_price::text, '')
+		       COALESCE(pr.monthly_list_unit_price::text, pr.monthly_unit_price::text, ''),
+		       COALESCE(ow.owner_department, '')
 		FROM lines l
 		JOIN allot al USING (allotment_id, day)
 		JOIN days d USING (day)
+		LEFT JOIN LATERAL (
+			-- The allotment's owner that day (its latest owner version), for
+			-- idle seats under the owner policy.
+			SELECT o.owner_department
+			FROM allotment_owner_versions o
+			WHERE l.idle AND ` + ownerArg + ` AND o.allotment_id = l.allotment_id AND o.valid && d.r
+			ORDER BY lower(o.valid) DESC
+			LIMIT 1
+		) ow ON true
 		LEFT JOIN LATERAL (
 			SELECT p.currency, p.monthly_unit_price, p.monthly_list_unit_price
 			FROM prices p
@@ -268,7 +282,8 @@ func (s *Store) Chargeback(ctx context.Context, p ChargebackParams) (Chargeback,
 			seats int64
 		)
 		if err := row.Scan(&day, &l.DayStart, &l.DayEnd, &l.MonthStart, &l.MonthEnd, &l.AllotmentID, &l.SKUID, &l.SKUPartNumber, &l.Department,
-			&l.Idle, &seats, &l.DuplicateSeats, &l.DaysInMonth, &l.Currency, &l.UnitPrice, &l.ListUnitPrice); err != nil {
+			&l.Idle, &seats, &l.DuplicateSeats, &l.DaysInMonth, &l.Currency, &l.UnitPrice, &l.ListUnitPrice,
+			&l.owner); err != nil {
 			return l, err
 		}
 		l.Day = day.Time.Format(time.DateOnly)
@@ -283,13 +298,7 @@ func (s *Store) Chargeback(ctx context.Context, p ChargebackParams) (Chargeback,
 	if err != nil {
 		return Chargeback{}, fmt.Errorf("compute seat-days: %w", translate(err))
 	}
-	var owners map[string]string
-	if policy == IdleOwner {
-		if owners, err = s.allotmentOwners(ctx); err != nil {
-			return Chargeback{}, err
-		}
-	}
-	lines = allocateIdle(lines, policy, owners)
+	lines = allocateIdle(lines, policy)
 	var out Chargeback
 	unpriced := map[string]bool{}
 	for _, l := range lines {
@@ -333,8 +342,9 @@ func (l *ChargebackLine) price() error {
 // allotment, idle last): under IdleProportional an idle line becomes one
 // line per department holding seats of the allotment that day, sharing the
 // idle seats in proportion to their seats; under IdleOwner it goes to the
-// allotment's owner. Idle lines the policy cannot place stay unallocated.
-func allocateIdle(lines []ChargebackLine, policy string, owners map[string]string) []ChargebackLine {
+// allotment's owner that day. Idle lines the policy cannot place stay
+// unallocated.
+func allocateIdle(lines []ChargebackLine, policy string) []ChargebackLine {
 	if policy == IdleUnallocated {
 		return lines
 	}
@@ -350,8 +360,8 @@ func allocateIdle(lines []ChargebackLine, policy string, owners map[string]strin
 		}
 		switch policy {
 		case IdleOwner:
-			if owner := owners[l.AllotmentID]; owner != "" {
-				l.Department, l.AllocationMethod = owner, AllocIdleOwner
+			if l.owner != "" {
+				l.Department, l.AllocationMethod = l.owner, AllocIdleOwner
 			}
 			out = append(out, l)
 		case IdleProportional:
@@ -373,40 +383,6 @@ func allocateIdle(lines []ChargebackLine, policy string, owners map[string]strin
 		}
 	}
 	return out
-}
-
-// allotmentOwners returns each allotment's owner department, read from
-// the allotment_owners table when it exists (its (allotment_id,
-// owner_department) or (allotment_id, department) columns); none
-// otherwise.
-func (s *Store) allotmentOwners(ctx context.Context) (map[string]string, error) {
-	const find = `
-		SELECT column_name
-		FROM information_schema.columns
-		WHERE table_schema = current_schema() AND table_name = 'allotment_owners'
-		  AND column_name IN ('owner_department', 'department')
-		  AND EXISTS (SELECT 1 FROM information_schema.columns c
-		              WHERE c.table_schema = current_schema() AND c.table_name = 'allotment_owners'
-		                AND c.column_name = 'allotment_id')
-		ORDER BY column_name DESC
-		LIMIT 1`
-	var col string
-	switch err := s.pool.QueryRow(ctx, find).Scan(&col); {
-	case errors.Is(err, pgx.ErrNoRows):
-		return nil, nil
-	case err != nil:
-		return nil, fmt.Errorf("find allotment owners: %w", err)
-	}
-	owners := map[string]string{}
-	rows, _ := s.pool.Query(ctx, `SELECT allotment_id::text, COALESCE(`+pgx.Identifier{col}.Sanitize()+`::text, '') FROM allotment_owners`)
-	var id, dept string
-	if _, err := pgx.ForEachRow(rows, []any{&id, &dept}, func() error {
-		owners[id] = dept
-		return nil
-	}); err != nil {
-		return nil, fmt.Errorf("read allotment owners: %w", err)
-	}
-	return owners, nil
 }
 
 // ChargebackRow is the seat-days and rounded cost of one group, seat state

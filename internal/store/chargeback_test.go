@@ -35,6 +35,7 @@ func groupAsg(id, allotment, group string) store.Assignment {
 //	A2 (E5, 2 units, users only): u1 direct until 03-02 15:00.
 //	u1 moves from Sales to Eng on 03-02 at 10:00; u3 has no department.
 //	E5 costs 31.00 USD a month, 62.00 from 03-03 (March has 31 days).
+//	IT owns A1 from 03-02 12:00.
 func seedChargeback(t *testing.T, st *store.Store) {
 	t.Helper()
 	a2 := seatAllotment("A2", skuE5, 2)
@@ -65,6 +66,9 @@ func seedChargeback(t *testing.T, st *store.Store) {
 	applyAt(t, st, at("2026-03-03T06:00:00Z"), snapshot{allotments: allotments,
 		assignments: []store.Assignment{base[0], base[1], base[2]}, users: moved,
 		groups: map[string][]store.GroupMember{"g1": g1u4}})
+	if err := st.SetAllotmentOwner(t.Context(), "A1", "IT", "t", at("2026-03-02T12:00:00Z")); err != nil {
+		t.Fatal(err)
+	}
 	for _, p := range []store.Price{
 		{SKUID: skuE5, Currency: "USD", MonthlyUnitPrice: "31.00", ValidFrom: "2026-01-01", UpdatedBy: "t"},
 		{SKUID: skuE5, Currency: "USD", MonthlyUnitPrice: "62.00", ValidFrom: "2026-03-03", UpdatedBy: "t"},
@@ -113,12 +117,16 @@ func TestStore_Chargeback(t *testing.T) {
 			wantTotals: []store.Money{{Currency: "USD", Amount: "28.00"}},
 		},
 		{
-			name: "owner policy without owners",
+			// IT owns A1 from 03-02 12:00: A1's idle seats of 03-02 (1 at
+			// 1.00) and 03-03 (1 at 2.00) go to IT; 03-01 had no owner, and
+			// A2 has none: 4×1.00 + 1×1.00 + 2×2.00 stay unallocated.
+			name: "owner policy",
 			p:    store.ChargebackParams{From: "2026-03-01", To: "2026-03-03", IdlePolicy: store.IdleOwner},
 			wantRows: []store.ChargebackRow{
 				row("", false, true, false, 2, "3.00"),
-				row("", true, false, false, 9, "12.00"),
+				row("", true, false, false, 7, "9.00"),
 				row("Eng", false, false, true, 8, "11.00"),
+				row("IT", true, false, false, 2, "3.00"),
 				row("Sales", false, false, true, 2, "2.00"),
 			},
 			wantTotals: []store.Money{{Currency: "USD", Amount: "28.00"}},
