@@ -12,8 +12,8 @@ import (
 
 // ListAuditEvents implements seatledger.v1.AuditService.ListAuditEvents.
 func (s *auditService) ListAuditEvents(ctx context.Context, req *seatledgerv1.ListAuditEventsRequest) (*seatledgerv1.ListAuditEventsResponse, error) {
-	if err := firstStatus(joinErrs(validateText("actor", req.GetActor()), validateText("method", req.GetMethod()),
-		validateText("resource", req.GetResource()))); err != nil {
+	if err := firstErr(validateText("actor", req.GetActor()), validateText("method", req.GetMethod()),
+		validateText("resource", req.GetResource())); err != nil {
 		return nil, err
 	}
 	p := store.ListAuditEventsParams{Actor: req.GetActor(), Method: req.GetMethod(), Resource: req.GetResource()}
@@ -51,9 +51,9 @@ func (s *auditService) ListAuditEvents(ctx context.Context, req *seatledgerv1.Li
 	return resp, nil
 }
 
-// joinErrs returns the first non-nil error (validation reports the first
+// firstErr returns the first non-nil error (validation reports the first
 // field that is wrong).
-func joinErrs(errs ...error) error {
+func firstErr(errs ...error) error {
 	for _, e := range errs {
 		if e != nil {
 			return e

@@ -251,7 +251,7 @@ func requestHash(method string, req proto.Message) (string, error) {
 // replay set, concurrent ones after waiting for it. With no key it just
 // calls do. do's errors must be statuses. readBack tells do that an earlier
 // attempt's outcome in Graph is unknown.
-func runIdempotent[T proto.Message](ctx context.Context, st *store.Store, key store.IdempotencyKey, reqHash string,
+func runIdempotent[T proto.Message](ctx context.Context, st *store.Store, log *slog.Logger, key store.IdempotencyKey, reqHash string,
 	newResp func() T, do func(ctx context.Context, readBack bool) (T, error)) (resp T, replay bool, err error) {
 	var zero T
 	if key.Key == "" {
@@ -323,9 +323,10 @@ func runIdempotent[T proto.Message](ctx context.Context, st *store.Store, key st
 	default:
 		serr = st.ReleaseIdempotencyKey(sctx, key)
 	}
-	if serr != nil && err == nil {
-		// Graph acted; the key's record failing must not hide that.
-		return resp, false, nil
+	if serr != nil {
+		// The key stays pending; after the lease a retry takes it over and
+		// reads Graph back. Graph's outcome is reported either way.
+		log.ErrorContext(ctx, "idempotency key outcome not stored", "method", key.Method, "err", serr)
 	}
 	return resp, false, err
 }
@@ -362,7 +363,7 @@ func (s *assignmentService) createAssignment(ctx context.Context, req *seatledge
 	if err != nil {
 		return nil, err
 	}
-	resp, replay, err := runIdempotent(ctx, s.store,
+	resp, replay, err := runIdempotent(ctx, s.store, s.log,
 		store.IdempotencyKey{Caller: call.event.Actor, Method: methodCreateAssignment, Key: key}, hash,
 		func() *seatledgerv1.CreateAssignmentResponse { return &seatledgerv1.CreateAssignmentResponse{} },
 		func(ctx context.Context, readBack bool) (*seatledgerv1.CreateAssignmentResponse, error) {
