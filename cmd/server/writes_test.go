@@ -38,6 +38,7 @@ const (
 	wKioskAl  = "33333333-0000-4000-8000-000000000004" // devices only
 	wGroup    = "44444444-0000-4000-8000-000000000001"
 	wDevice   = "55555555-0000-4000-8000-000000000001"
+	wDevice2  = "55555555-0000-4000-8000-000000000002"
 )
 
 func wUser(n int) string { return fmt.Sprintf("66666666-0000-4000-8000-%012d", n) }
@@ -65,7 +66,7 @@ func writeTenant() *graphsim.Tenant {
 			{ID: wKioskAl, SKUID: wKioskSKU, AllottedUnits: 3, AssignableTo: []string{"device"}, Subscriptions: sub(4)},
 		},
 		Groups:  []graphsim.GroupState{{ID: wGroup, DisplayName: "Interns", Members: []string{wUser(20)}}},
-		Devices: []graphsim.DeviceState{{ID: wDevice, DisplayName: "KIOSK-1"}},
+		Devices: []graphsim.DeviceState{{ID: wDevice, DisplayName: "KIOSK-1"}, {ID: wDevice2, DisplayName: "KIOSK-2"}},
 		Assignments: []graphsim.AssignmentState{
 			{ID: "88888888-0000-4000-8000-000000000001", AllotmentID: wFullAl, AssignedToID: wUser(1)},
 			{ID: "88888888-0000-4000-8000-000000000002", AllotmentID: wBigAl, AssignedToID: wUser(2)},
@@ -570,6 +571,17 @@ func TestWrites_TimeoutThenRetry(t *testing.T) {
 	if err != nil || d.GetAllotment().GetId() != wKioskAl || d.GetAllotmentChoiceReason() != seatledgerv1.AllotmentChoiceReason_ALLOTMENT_CHOICE_REASON_ONLY_CANDIDATE ||
 		d.GetAssignment().GetAssignee().GetType() != seatledgerv1.AssigneeType_ASSIGNEE_TYPE_DEVICE {
 		t.Errorf("device assignment = %v, %v; want the only kiosk allotment", d, err)
+	}
+	// Graph has fewer seats than the mirror believes: Graph's refusal is
+	// passed on with its code and where else seats are free.
+	if err := sim.SetAllottedUnits(wKioskAl, 1); err != nil {
+		t.Fatal(err)
+	}
+	_, err = assignments.CreateAssignment(context.Background(), &seatledgerv1.CreateAssignmentRequest{
+		Assignee: &seatledgerv1.CreateAssignmentRequest_DeviceId{DeviceId: wDevice2}, Source: &seatledgerv1.CreateAssignmentRequest_AllotmentId{AllotmentId: wKioskAl}})
+	if st := status.Convert(err); st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), "no other allotment of this SKU") ||
+		!strings.Contains(st.Message(), "graph request-id") {
+		t.Errorf("assigning from an allotment Graph says is full = %v; want RESOURCE_EXHAUSTED with Graph's request-id and the alternatives", err)
 	}
 	g, err := assignments.CreateAssignment(context.Background(), &seatledgerv1.CreateAssignmentRequest{
 		Assignee: &seatledgerv1.CreateAssignmentRequest_GroupId{GroupId: wGroup}, Source: &seatledgerv1.CreateAssignmentRequest_AllotmentId{AllotmentId: wFullAl}})

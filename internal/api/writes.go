@@ -714,9 +714,25 @@ func (s *assignmentService) create(ctx context.Context, req *seatledgerv1.Create
 		call.event.Details["outcome"] = "Graph's answer was lost; reading back found the assignment"
 		return s.created(ctx, p, found, false)
 	case err != nil:
-		return nil, err
+		return nil, s.withAlternatives(ctx, err, p.allotment)
 	}
 	return s.created(ctx, p, a, who.kind == store.KindUser)
+}
+
+// withAlternatives adds, to Graph's refusal for lack of seats (the mirror
+// still counted one free), where else the SKU has free seats.
+func (s *assignmentService) withAlternatives(ctx context.Context, err error, al store.Allotment) error {
+	var gerr *graph.Error
+	if !errors.As(err, &gerr) || !strings.EqualFold(gerr.InnerCode, "noAvailableLicenses") {
+		return err
+	}
+	others, lerr := s.store.ListAllotments(ctx, store.ListAllotmentsParams{PageSize: maxPageSize, SKUID: al.SKUID})
+	if lerr != nil {
+		return err
+	}
+	st := status.Convert(graphStatus(gerr)).Proto()
+	st.Message += "; " + freeSeatsElsewhere(others, al.ID)
+	return status.FromProto(st).Err()
 }
 
 func lowerAll(ids []string) []string {
