@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/dynamicpb"
 
+	seatledgerv1 "github.com/seatledger/seatledger/gen/seatledger/v1"
 	"github.com/seatledger/seatledger/internal/api"
 	"github.com/seatledger/seatledger/internal/auth"
 	"github.com/seatledger/seatledger/internal/graphsim"
@@ -161,6 +162,37 @@ func TestRun_RoleMatrix(t *testing.T) {
 		}
 		if routes != len(methods) {
 			t.Errorf("the OpenAPI document has %d routes for %d RPCs", routes, len(methods))
+		}
+	})
+
+	// Every refused write attempt is in the audit log, with the caller
+	// named when the token was valid.
+	t.Run("refused writes are audited", func(t *testing.T) {
+		resp, err := seatledgerv1.NewAuditServiceClient(svc.dial(t, tokens[auth.RoleAdmin])).ListAuditEvents(context.Background(),
+			&seatledgerv1.ListAuditEventsRequest{PageSize: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		const create = "/seatledger.v1.AssignmentService/CreateAssignment"
+		denied, unauthenticated := 0, 0
+		for _, e := range resp.GetAuditEvents() {
+			if e.GetMethod() != create {
+				continue
+			}
+			switch e.GetStatus() {
+			case codes.PermissionDenied.String():
+				denied++
+				if e.GetActor() == "" || e.GetActor() == "anonymous" {
+					t.Errorf("a refused call with a valid token is audited without its caller: %v", e)
+				}
+			case codes.Unauthenticated.String():
+				unauthenticated++
+			}
+		}
+		// Reader, finance and admin are refused CreateAssignment, and so is
+		// a call without a token, once over gRPC and once over REST.
+		if denied != 6 || unauthenticated != 2 {
+			t.Errorf("audit log has %d PERMISSION_DENIED and %d UNAUTHENTICATED CreateAssignment events, want 6 and 2", denied, unauthenticated)
 		}
 	})
 }

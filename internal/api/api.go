@@ -51,8 +51,9 @@ func NewGRPCServer(d Deps) *grpc.Server {
 		log = slog.New(slog.DiscardHandler)
 	}
 	unary := []grpc.UnaryServerInterceptor{
-		recoverPanics(log), // outermost: a panic anywhere becomes INTERNAL
-		logCalls(log),      // one line per call, with the final status code
+		recoverPanics(log),               // outermost: a panic anywhere becomes INTERNAL
+		logCalls(log),                    // one line per call, with the final status code
+		auditCalls(d.Store, d.Auth, log), // outside auth: refused writes are audited too
 	}
 	var stream []grpc.StreamServerInterceptor
 	if d.Auth != nil {

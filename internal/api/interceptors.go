@@ -5,13 +5,19 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/seatledger/seatledger/internal/auth"
+	"github.com/seatledger/seatledger/internal/store"
 )
 
 // recoverPanics turns a handler panic into INTERNAL, logged with its stack,
@@ -76,4 +82,91 @@ func mapErrors(log *slog.Logger) grpc.UnaryServerInterceptor {
 		}
 		return resp, nil
 	}
+}
+
+// mutating lists the RPCs that change something, for the audit log. The
+// value says whether the handler records the call itself once it is past
+// access control (the assignment writes and ownership, whose records carry
+// Graph's request-id and the idempotency key); auditCalls records the
+// others, and every call access control refuses.
+var mutating = map[string]bool{
+	"/seatledger.v1.AssignmentService/CreateAssignment": true,
+	"/seatledger.v1.AssignmentService/UpdateAssignment": true,
+	"/seatledger.v1.AssignmentService/DeleteAssignment": true,
+	"/seatledger.v1.UserService/ReprocessUser":          true,
+	"/seatledger.v1.AllotmentService/SetAllotmentOwner": true,
+	"/seatledger.v1.ChargebackService/SetPrice":         false,
+	"/seatledger.v1.SyncService/RunSync":                false,
+}
+
+// auditCalls records, in the audit log, every call of a mutating RPC that
+// its handler does not record: those access control refuses (before any
+// handler runs) and those of RPCs without handler-level auditing. It runs
+// outside the auth interceptor, so it sees refusals; the caller comes from
+// the call record noteCaller fills once a caller is authenticated. A
+// failure to write the record is logged, not returned: the call's outcome
+// stands.
+func auditCalls(st *store.Store, authn auth.Authenticator, log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		handlerAudits, ok := mutating[info.FullMethod]
+		if !ok || st == nil {
+			return handler(ctx, req)
+		}
+		start := time.Now()
+		resp, err := handler(ctx, req)
+		rec, _ := ctx.Value(callRecordKey{}).(*callRecord)
+		caller := ""
+		if rec != nil {
+			caller = rec.caller
+		}
+		code := status.Code(err)
+		refused := caller == "" && (code == codes.Unauthenticated || code == codes.PermissionDenied)
+		if handlerAudits && !refused {
+			return resp, err
+		}
+		if caller == "" && code == codes.PermissionDenied && authn != nil {
+			// Refused for its roles: the caller is known, name them.
+			caller = refusedCaller(ctx, authn)
+		}
+		if caller == "" {
+			caller = "anonymous"
+		}
+		e := store.AuditEvent{
+			Time:    start,
+			Actor:   caller,
+			Method:  info.FullMethod,
+			Status:  code.String(),
+			Message: status.Convert(err).Message(),
+			Latency: time.Since(start),
+		}
+		if m, ok := req.(proto.Message); ok {
+			e.Request, _ = protojson.Marshal(m)
+		}
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if _, aerr := st.RecordAuditEvent(actx, e); aerr != nil {
+			log.ErrorContext(ctx, "record audit event", "method", info.FullMethod, "err", aerr)
+		}
+		return resp, err
+	}
+}
+
+// refusedCaller names the caller of a call access control refused for its
+// roles, authenticating its token again (refusals are rare; the token is
+// never kept or logged).
+func refusedCaller(ctx context.Context, authn auth.Authenticator) string {
+	md, _ := metadata.FromIncomingContext(ctx)
+	values := md.Get("authorization")
+	if len(values) != 1 {
+		return ""
+	}
+	scheme, token, ok := strings.Cut(values[0], " ")
+	if !ok || !strings.EqualFold(scheme, "bearer") {
+		return ""
+	}
+	id, err := authn.Authenticate(ctx, strings.TrimSpace(token))
+	if err != nil {
+		return ""
+	}
+	return id.Subject
 }
