@@ -14,7 +14,6 @@ import (
 
 	seatledgerv1 "github.com/seatledger/seatledger/gen/seatledger/v1"
 	"github.com/seatledger/seatledger/internal/graphsim"
-	"github.com/seatledger/seatledger/internal/store/storetest"
 )
 
 // TestRun_LicenseStatus checks every demo user's license status against
@@ -22,30 +21,8 @@ import (
 // worked out here from the simulator's own state.
 func TestRun_LicenseStatus(t *testing.T) {
 	t.Parallel()
-	sim, err := graphsim.New(graphsim.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := sim.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
-	token, err := sim.MintCallerToken(graphsim.CallerToken{Audience: "api://seatledger", Caller: "license-test", Roles: []string{"reader", "admin"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc := startService(t, map[string]string{
-		"SEATLEDGER_OIDC_ISSUER":   info.IssuerURL,
-		"SEATLEDGER_OIDC_AUDIENCE": "api://seatledger",
-		"DATABASE_URL":             storetest.NewDSN(t),
-		"SEATLEDGER_GRAPH_URL":     info.GraphURL,
-		"AZURE_TENANT_ID":          info.TenantID,
-		"AZURE_CLIENT_ID":          info.ClientID,
-		"AZURE_CLIENT_SECRET":      info.ClientSecret,
-		"AZURE_AUTHORITY_HOST":     info.AuthorityURL,
-		"SSL_CERT_FILE":            info.CAFile,
-	}, token)
+	sim, environ := startTenant(t, graphsim.Options{})
+	svc := startService(t, environ, mintToken(t, sim, "license-test", "reader", "admin"))
 	svc.runSync(t)
 
 	allotmentSKU := map[string]string{}
@@ -138,7 +115,7 @@ func TestRun_LicenseStatus(t *testing.T) {
 			sawGroupSeat, sawDuplicate, sawWaiting, sawError)
 	}
 
-	_, err = client.GetLicenseStatus(context.Background(), &seatledgerv1.GetLicenseStatusRequest{User: "nobody@contoso.example"})
+	_, err := client.GetLicenseStatus(context.Background(), &seatledgerv1.GetLicenseStatusRequest{User: "nobody@contoso.example"})
 	if status.Code(err) != codes.NotFound {
 		t.Errorf("GetLicenseStatus(unknown user) = %v, want NOT_FOUND", err)
 	}

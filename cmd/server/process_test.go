@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/seatledger/seatledger/internal/graphsim"
-	"github.com/seatledger/seatledger/internal/store/storetest"
 )
 
 // asServerEnv, set in a child's environment, makes the test binary run the
@@ -94,25 +93,8 @@ func (p *serverProcess) waitFor(t *testing.T, msg string, timeout time.Duration)
 // takes over.
 func TestProcesses_OneLeaderSyncsAndAnotherTakesOver(t *testing.T) {
 	t.Parallel()
-	sim, err := graphsim.New(graphsim.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := sim.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
-	environ := map[string]string{
-		"DATABASE_URL":             storetest.NewDSN(t),
-		"SEATLEDGER_GRAPH_URL":     info.GraphURL,
-		"AZURE_TENANT_ID":          info.TenantID,
-		"AZURE_CLIENT_ID":          info.ClientID,
-		"AZURE_CLIENT_SECRET":      info.ClientSecret,
-		"AZURE_AUTHORITY_HOST":     info.AuthorityURL,
-		"SSL_CERT_FILE":            info.CAFile,
-		"SEATLEDGER_SYNC_INTERVAL": "1s",
-	}
+	_, environ := startTenant(t, graphsim.Options{})
+	environ["SEATLEDGER_SYNC_INTERVAL"] = "1s"
 	a := startServerProcess(t, environ)
 	a.waitFor(t, "leading the sync", 60*time.Second) // a leads: it was started first and nothing else holds the lock
 	b := startServerProcess(t, environ)

@@ -20,7 +20,6 @@ import (
 	"github.com/seatledger/seatledger/internal/api"
 	"github.com/seatledger/seatledger/internal/auth"
 	"github.com/seatledger/seatledger/internal/graphsim"
-	"github.com/seatledger/seatledger/internal/store/storetest"
 )
 
 // TestRun_RoleMatrix walks every RPC of the v1 API with no token and with a
@@ -29,34 +28,12 @@ import (
 // then answers to an empty request).
 func TestRun_RoleMatrix(t *testing.T) {
 	t.Parallel()
-	sim, err := graphsim.New(graphsim.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := sim.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
+	sim, environ := startTenant(t, graphsim.Options{})
 	tokens := map[auth.Role]string{}
 	for _, r := range auth.Roles {
-		tok, err := sim.MintCallerToken(graphsim.CallerToken{Audience: "api://seatledger", Caller: "matrix-" + string(r), Roles: []string{string(r)}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		tokens[r] = tok
+		tokens[r] = mintToken(t, sim, "matrix-"+string(r), string(r))
 	}
-	svc := startService(t, map[string]string{
-		"SEATLEDGER_OIDC_ISSUER":   info.IssuerURL,
-		"SEATLEDGER_OIDC_AUDIENCE": "api://seatledger",
-		"DATABASE_URL":             storetest.NewDSN(t),
-		"SEATLEDGER_GRAPH_URL":     info.GraphURL,
-		"AZURE_TENANT_ID":          info.TenantID,
-		"AZURE_CLIENT_ID":          info.ClientID,
-		"AZURE_CLIENT_SECRET":      info.ClientSecret,
-		"AZURE_AUTHORITY_HOST":     info.AuthorityURL,
-		"SSL_CERT_FILE":            info.CAFile,
-	}, "")
+	svc := startService(t, environ, "")
 
 	// Every RPC of every seatledger.v1 service, from the descriptors.
 	var methods []protoreflect.MethodDescriptor

@@ -20,7 +20,6 @@ import (
 
 	seatledgerv1 "github.com/seatledger/seatledger/gen/seatledger/v1"
 	"github.com/seatledger/seatledger/internal/graphsim"
-	"github.com/seatledger/seatledger/internal/store/storetest"
 )
 
 // The write tenant: one SKU with three allotments of different sizes (one
@@ -130,34 +129,9 @@ func simAssignmentsOf(sim *graphsim.Server, id string) []graphsim.AssignmentStat
 // synced with it, and returns admin and writer tokens.
 func startWriteService(t *testing.T) (sim *graphsim.Server, svc *service, admin, writer string) {
 	t.Helper()
-	sim, err := graphsim.New(graphsim.Options{Tenant: writeTenant()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := sim.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
-	mint := func(caller string, roles ...string) string {
-		tok, err := sim.MintCallerToken(graphsim.CallerToken{Audience: "api://seatledger", Caller: caller, Roles: roles})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
-	}
-	admin, writer = mint("e2e-admin", "admin"), mint("hr-onboarding", "writer")
-	svc = startService(t, map[string]string{
-		"SEATLEDGER_OIDC_ISSUER":   info.IssuerURL,
-		"SEATLEDGER_OIDC_AUDIENCE": "api://seatledger",
-		"DATABASE_URL":             storetest.NewDSN(t),
-		"SEATLEDGER_GRAPH_URL":     info.GraphURL,
-		"AZURE_TENANT_ID":          info.TenantID,
-		"AZURE_CLIENT_ID":          info.ClientID,
-		"AZURE_CLIENT_SECRET":      info.ClientSecret,
-		"AZURE_AUTHORITY_HOST":     info.AuthorityURL,
-		"SSL_CERT_FILE":            info.CAFile,
-	}, admin)
+	sim, environ := startTenant(t, graphsim.Options{Tenant: writeTenant()})
+	admin, writer = mintToken(t, sim, "e2e-admin", "admin"), mintToken(t, sim, "hr-onboarding", "writer")
+	svc = startService(t, environ, admin)
 	svc.runSync(t)
 	return sim, svc, admin, writer
 }
