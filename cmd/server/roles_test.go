@@ -150,7 +150,7 @@ func TestRun_RoleMatrix(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		const create = "/seatledger.v1.AssignmentService/CreateAssignment"
+		const create = "seatledger.v1.AssignmentService.CreateAssignment"
 		denied, unauthenticated := 0, 0
 		for _, e := range resp.GetAuditEvents() {
 			if e.GetMethod() != create {

@@ -134,7 +134,7 @@ func auditCalls(st *store.Store, authn auth.Authenticator, log *slog.Logger) grp
 		e := store.AuditEvent{
 			Time:    start,
 			Actor:   caller,
-			Method:  info.FullMethod,
+			Method:  rpcName(info.FullMethod),
 			Status:  code.String(),
 			Message: status.Convert(err).Message(),
 			Latency: time.Since(start),
@@ -169,4 +169,10 @@ func refusedCaller(ctx context.Context, authn auth.Authenticator) string {
 		return ""
 	}
 	return id.Subject
+}
+
+// rpcName turns a gRPC method path ("/seatledger.v1.X/Method") into the
+// RPC's full name ("seatledger.v1.X.Method"), the form the audit log uses.
+func rpcName(fullMethod string) string {
+	return strings.Replace(strings.TrimPrefix(fullMethod, "/"), "/", ".", 1)
 }
