@@ -180,6 +180,9 @@ func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request, path string)
 		writeAdmin(w, http.StatusOK, s.WaitingMembers())
 	case route == "GET assignmentErrors" && n == 1:
 		writeAdmin(w, http.StatusOK, s.AssignmentErrors())
+	case route == "POST delta" && n == 2 && segs[1] == "expire":
+		s.ExpireDeltaLinks()
+		writeAdmin(w, http.StatusOK, map[string]string{})
 	case route == "PUT planRules" && n == 1:
 		var rules []PlanRule
 		if err := decodeAdmin(r, &rules); err != nil {

@@ -96,6 +96,12 @@ func (s *Server) serveDelta(w http.ResponseWriter, r *http.Request, t *target, n
 			return
 		}
 		since, _ = strconv.ParseInt(parts[0], 10, 64)
+		if since < st.deltaFloor {
+			// Graph forgets old sync states; the caller must start over.
+			writeGraphError(w, r, now, http.StatusGone, "syncStateNotFound", "syncStateNotFound",
+				"The delta token is expired or no longer valid; start a new round without it (graphsim).")
+			return
+		}
 		asOf = st.version
 	default:
 		asOf = st.version

@@ -289,6 +289,18 @@ func (s *Server) Now() time.Time {
 	return s.now().Add(time.Duration(s.offset.Load())).UTC().Truncate(100 * time.Nanosecond)
 }
 
+// ExpireDeltaLinks makes every users/groups delta link issued so far
+// invalid, as Graph does when it has dropped a sync state: following one
+// answers 410 Gone with code syncStateNotFound, and the caller must start
+// a new round without a token.
+func (s *Server) ExpireDeltaLinks() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// A new version separates the old links from those issued from now.
+	s.st.version++
+	s.st.deltaFloor = s.st.version
+}
+
 // AdvanceClock moves the simulator's clock forward by d (a negative d is
 // refused) and returns the new time.
 func (s *Server) AdvanceClock(d time.Duration) (time.Time, error) {

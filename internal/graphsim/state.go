@@ -154,6 +154,7 @@ type store struct {
 	userErrs    map[string]map[string]bool // user → assignment error ids
 	rules       []PlanRule
 	version     int64            // directory change counter (delta)
+	deltaFloor  int64            // delta links from before this version are expired (410)
 	userTombs   map[string]int64 // removed users → version
 	sorted      map[string][]string
 }

@@ -304,3 +304,36 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// TestMirror_UsersDeltaExpired: when Graph has dropped the users delta
+// state (410 syncStateNotFound), the run lists every user again and the
+// mirror still equals the tenant, removals included.
+func TestMirror_UsersDeltaExpired(t *testing.T) {
+	t.Parallel()
+	sim, st, s := newMirror(t, nil)
+	ctx := context.Background()
+	if _, err := s.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	users := sim.Users()
+	must(t, sim.RemoveUser(users[len(users)-1].ID))
+	must(t, sim.SetDepartment(users[0].ID, "Moved"))
+	sim.ExpireDeltaLinks()
+	if _, err := sim.AdvanceClock(time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	run, err := s.RunOnce(ctx)
+	if err != nil {
+		t.Fatalf("RunOnce() after the delta link expired: %v", err)
+	}
+	if c := run.Counts["users"]; c.Removed != 1 || c.Changed != 1 {
+		t.Errorf("users counts = %+v, want 1 removed and 1 changed by the full listing", c)
+	}
+	if diff := cmp.Diff(simView(sim), storeView(t, st, time.Time{})); diff != "" {
+		t.Errorf("mirror differs from the simulator after a full users round (-sim +mirror):\n%s", diff)
+	}
+	// The new link works: an unchanged tenant syncs without another expiry.
+	if _, err := s.RunOnce(ctx); err != nil {
+		t.Fatalf("RunOnce() with the new delta link: %v", err)
+	}
+}
