@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -72,6 +73,9 @@ type instance struct {
 	conn     *grpc.ClientConn
 	token    string
 	stop     func()
+	// syncAt, when set, is the clock of the syncer's next runs (a first
+	// sync dated in the past gives the mirror a history).
+	syncAt atomic.Pointer[time.Time]
 }
 
 // bearer sends a fixed bearer token over a plaintext loopback connection.
@@ -125,7 +129,13 @@ func startInstance(ctx context.Context, pg *pglocal.Server, db string, sim *simP
 		st.Close()
 		return nil, fmt.Errorf("oidc: %w", err)
 	}
-	syncer := mirrorsync.New(gc, st, mirrorsync.Options{Interval: time.Hour})
+	inst := &instance{}
+	syncer := mirrorsync.New(gc, st, mirrorsync.Options{Interval: time.Hour, Now: func() time.Time {
+		if at := inst.syncAt.Load(); at != nil {
+			return *at
+		}
+		return time.Now()
+	}})
 	gs := api.NewGRPCServer(api.Deps{Store: st, Graph: gc, Sync: syncer, Auth: oidc})
 	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -139,7 +149,7 @@ func startInstance(ctx context.Context, pg *pglocal.Server, db string, sim *simP
 		return nil, fmt.Errorf("http listener: %w", err)
 	}
 	gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	gw, closeGW, err := api.NewGateway(gctx, grpcLis.Addr().String(), api.Readiness(st, syncer.Ready))
+	gw, closeGW, err := api.NewGateway(gctx, grpcLis.Addr().String(), api.Readiness(st, syncer.Ready), nil)
 	if err != nil {
 		cancel()
 		grpcLis.Close()
@@ -155,10 +165,8 @@ func startInstance(ctx context.Context, pg *pglocal.Server, db string, sim *simP
 		cancel()
 		return nil, err
 	}
-	inst := &instance{
-		st: st, gc: gc, syncer: syncer, grpcAddr: grpcLis.Addr().String(), httpURL: "http://" + httpLis.Addr().String(),
-		conn: conn, token: sim.Token,
-	}
+	inst.st, inst.gc, inst.syncer, inst.conn, inst.token = st, gc, syncer, conn, sim.Token
+	inst.grpcAddr, inst.httpURL = grpcLis.Addr().String(), "http://"+httpLis.Addr().String()
 	inst.stop = func() {
 		conn.Close()
 		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)

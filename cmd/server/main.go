@@ -161,7 +161,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return fmt.Errorf("http listener: %w", err)
 	}
 	defer httpLis.Close()
-	gateway, closeGateway, err := api.NewGateway(ctx, grpcLis.Addr().String(), api.Readiness(st, syncer.Ready))
+	gateway, closeGateway, err := api.NewGateway(ctx, grpcLis.Addr().String(), api.Readiness(st, syncer.Ready), metricsWriter(syncer, gc))
 	if err != nil {
 		return err
 	}
@@ -387,6 +387,38 @@ func newLogger(w io.Writer, level slog.Level, format string) *slog.Logger {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// metricsWriter writes the sync's and the Graph client's counters in the
+// Prometheus text format: enough to alert on held or failing syncs and on
+// Graph throttling, without a metrics library.
+func metricsWriter(syncer *mirrorsync.Syncer, gc *graph.Client) func(io.Writer) {
+	return func(w io.Writer) {
+		m, g := syncer.Metrics(), gc.Stats()
+		leading, last := 0, 0.0
+		if m.Leading {
+			leading = 1
+		}
+		if !m.LastSuccess.IsZero() {
+			last = float64(m.LastSuccess.Unix())
+		}
+		fmt.Fprintf(w, "# HELP seatledger_sync_runs_total Sync runs since the process started, by outcome.\n# TYPE seatledger_sync_runs_total counter\n")
+		fmt.Fprintf(w, "seatledger_sync_runs_total{outcome=\"succeeded\"} %d\n", m.Succeeded)
+		fmt.Fprintf(w, "seatledger_sync_runs_total{outcome=\"failed\"} %d\n", m.Failed)
+		fmt.Fprintf(w, "seatledger_sync_runs_total{outcome=\"held\"} %d\n", m.Held)
+		fmt.Fprintf(w, "# HELP seatledger_sync_last_success_timestamp_seconds End of the last applied sync run (0: none yet).\n# TYPE seatledger_sync_last_success_timestamp_seconds gauge\n")
+		fmt.Fprintf(w, "seatledger_sync_last_success_timestamp_seconds %g\n", last)
+		fmt.Fprintf(w, "# HELP seatledger_sync_leader Whether this process holds the sync lock.\n# TYPE seatledger_sync_leader gauge\n")
+		fmt.Fprintf(w, "seatledger_sync_leader %d\n", leading)
+		fmt.Fprintf(w, "# HELP seatledger_graph_requests_total HTTP requests sent to Microsoft Graph, retries included.\n# TYPE seatledger_graph_requests_total counter\n")
+		fmt.Fprintf(w, "seatledger_graph_requests_total %d\n", g.Requests)
+		fmt.Fprintf(w, "# HELP seatledger_graph_throttled_total Graph answers with status 429.\n# TYPE seatledger_graph_throttled_total counter\n")
+		fmt.Fprintf(w, "seatledger_graph_throttled_total %d\n", g.Throttled)
+		fmt.Fprintf(w, "# HELP seatledger_graph_retries_total Graph requests that repeated a failed one.\n# TYPE seatledger_graph_retries_total counter\n")
+		fmt.Fprintf(w, "seatledger_graph_retries_total %d\n", g.Retries)
+		fmt.Fprintf(w, "# HELP seatledger_graph_throttle_limit_percentage Last x-ms-throttle-limit-percentage Graph sent (0: never).\n# TYPE seatledger_graph_throttle_limit_percentage gauge\n")
+		fmt.Fprintf(w, "seatledger_graph_throttle_limit_percentage %g\n", g.ThrottleLimitPercentage)
+	}
 }
 
 // stopGRPC drains in-flight RPCs until ctx expires, then cuts off the rest

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	gosync "sync"
@@ -443,6 +444,11 @@ func TestRun_MirrorsConfiguredTenant(t *testing.T) {
 		}
 		if err := json.Unmarshal(body, &doc); code != http.StatusOK || err != nil || doc.Paths["/v1/allotments/{id}"] == nil {
 			t.Errorf("GET /openapi.json = %d, %d paths, err %v; want the v1 document", code, len(doc.Paths), err)
+		}
+		code, body = svc.getAs(t, "", "/metrics")
+		if code != http.StatusOK || !regexp.MustCompile(`(?m)^seatledger_sync_runs_total\{outcome="succeeded"\} [1-9]`).Match(body) ||
+			!regexp.MustCompile(`(?m)^seatledger_graph_requests_total [1-9]`).Match(body) {
+			t.Errorf("GET /metrics = %d:\n%s\nwant the succeeded runs and Graph requests counted", code, body)
 		}
 		resp, err := healthpb.NewHealthClient(svc.conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
 		if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -28,7 +29,10 @@ const maxBodyBytes = 1 << 20
 // the gRPC server at grpcAddr over a real loopback connection, so REST calls
 // pass the same interceptors as gRPC calls. The returned function closes
 // that connection.
-func NewGateway(ctx context.Context, grpcAddr string, ready func(context.Context) error) (http.Handler, func() error, error) {
+//
+// metrics, when not nil, writes the Prometheus text exposition served at
+// GET /metrics, which, like the health endpoints, needs no token.
+func NewGateway(ctx context.Context, grpcAddr string, ready func(context.Context) error, metrics func(io.Writer)) (http.Handler, func() error, error) {
 	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return nil, nil, fmt.Errorf("gateway: dial grpc: %w", err)
@@ -69,6 +73,12 @@ func NewGateway(ctx context.Context, grpcAddr string, ready func(context.Context
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	mux.Handle("GET /v1/chargeback", chargebackQuery(gw)) // CSV and short forms; see chargeback.go
+	if metrics != nil {
+		mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+			metrics(w)
+		})
+	}
 	mux.Handle("/", gw)
 	return limitBodies(mux, maxBodyBytes), conn.Close, nil
 }

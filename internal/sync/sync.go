@@ -68,6 +68,9 @@ type Syncer struct {
 	synced   chan struct{}   // closed after this process's first successful run
 	leading  atomic.Bool     // Run holds the leader lock
 	held     atomic.Int64    // runs held by the mass-deletion guard (a metric)
+	ok       atomic.Int64    // runs applied
+	failed   atomic.Int64    // runs that failed
+	lastOK   atomic.Int64    // Unix time of the last applied run's end; 0 before one
 
 	afterRun func(store.SyncRun, error) // for tests: called at the end of every run
 }
@@ -135,6 +138,24 @@ func (s *Syncer) Ready(ctx context.Context) error {
 // HeldRuns is the number of runs the mass-deletion guard has held since
 // the process started.
 func (s *Syncer) HeldRuns() int64 { return s.held.Load() }
+
+// Metrics are the sync's counters since the process started.
+type Metrics struct {
+	Succeeded, Failed, Held int64
+	// LastSuccess is when the last applied run ended; zero before one.
+	LastSuccess time.Time
+	// Leading reports whether this process holds the sync lock.
+	Leading bool
+}
+
+// Metrics returns the sync's counters, for /metrics.
+func (s *Syncer) Metrics() Metrics {
+	m := Metrics{Succeeded: s.ok.Load(), Failed: s.failed.Load(), Held: s.held.Load(), Leading: s.leading.Load()}
+	if t := s.lastOK.Load(); t > 0 {
+		m.LastSuccess = time.Unix(t, 0).UTC()
+	}
+	return m
+}
 
 // Trigger asks Run for a run as soon as possible. Calls made while one is
 // already pending merge into it.
@@ -309,6 +330,8 @@ func (s *Syncer) pass(ctx context.Context, force, fullUsers bool) (store.SyncRun
 		return s.fail(ctx, run, before, fmt.Errorf("apply snapshot: %w", err))
 	}
 	s.logDone(res)
+	s.ok.Add(1)
+	s.lastOK.Store(res.FinishedAt.Unix())
 	select {
 	case <-s.synced:
 	default:
@@ -459,6 +482,7 @@ func withProgress[T any](log *slog.Logger, entity string, seq iter.Seq2[T, error
 // fail records a failed run and returns err. The record is written even
 // when ctx was cancelled (shutdown), so that every run leaves a trace.
 func (s *Syncer) fail(ctx context.Context, run store.SyncRun, before graph.Stats, err error) (store.SyncRun, error) {
+	s.failed.Add(1)
 	s.countGraph(&run, before)
 	run.Outcome = store.OutcomeFailed
 	run.Error = err.Error()
