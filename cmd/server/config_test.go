@@ -159,6 +159,9 @@ func TestDockerCompose(t *testing.T) {
 			t.Errorf("docker-compose.yml sets %s, which the server does not read", m[1])
 		}
 	}
+	if want := "https://graphsim:8443/" + graphsim.DemoTenant().ID + "/v2.0"; got["SEATLEDGER_OIDC_ISSUER"] != want {
+		t.Errorf("docker-compose.yml: SEATLEDGER_OIDC_ISSUER = %q, want the simulator's issuer %q", got["SEATLEDGER_OIDC_ISSUER"], want)
+	}
 	demo := graphsim.DemoApp()
 	tenant := graphsim.DemoTenant()
 	for name, want := range map[string]string{

@@ -180,6 +180,39 @@ func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request, path string)
 		writeAdmin(w, http.StatusOK, s.WaitingMembers())
 	case route == "GET assignmentErrors" && n == 1:
 		writeAdmin(w, http.StatusOK, s.AssignmentErrors())
+	case route == "POST tokens" && n == 1:
+		// Tokens for callers of another API (seatledger itself), so that
+		// scripts and other teams' tests can call a server that trusts
+		// this authority.
+		var req struct {
+			Audience string   `json:"audience"`
+			Caller   string   `json:"caller"`
+			Roles    []string `json:"roles"`
+			Lifetime string   `json:"lifetime"`
+		}
+		if err := decodeAdmin(r, &req); err != nil {
+			writeAdminErr(w, err)
+			return
+		}
+		var lifetime time.Duration
+		if req.Lifetime != "" {
+			d, err := time.ParseDuration(req.Lifetime)
+			if err != nil {
+				writeAdminErr(w, &SimError{Status: http.StatusBadRequest, Code: "badRequest", Message: "lifetime: " + err.Error()})
+				return
+			}
+			lifetime = d
+		}
+		if req.Audience == "" || req.Caller == "" {
+			writeAdminErr(w, &SimError{Status: http.StatusBadRequest, Code: "badRequest", Message: "audience and caller are required"})
+			return
+		}
+		tok, err := s.MintCallerToken(CallerToken{Audience: req.Audience, Caller: req.Caller, Roles: req.Roles, Lifetime: lifetime})
+		if err != nil {
+			writeAdminErr(w, err)
+			return
+		}
+		writeAdmin(w, http.StatusOK, map[string]string{"access_token": tok, "token_type": "Bearer"})
 	case route == "POST delta" && n == 2 && segs[1] == "expire":
 		s.ExpireDeltaLinks()
 		writeAdmin(w, http.StatusOK, map[string]string{})
