@@ -194,13 +194,3 @@ func discard[T any](seq func(func(T, error) bool)) func(func(struct{}, error) bo
 		}
 	}
 }
-
-// chargebackStatus says whether the chargeback RPC can be measured in
-// this tree.
-func chargebackStatus(ctx context.Context, inst *instance) string {
-	_, err := seatledgerv1.NewChargebackServiceClient(inst.conn).GetChargeback(ctx, &seatledgerv1.GetChargebackRequest{From: "2026-10-01", To: "2026-10-31"})
-	if status.Code(err) == codes.Unimplemented {
-		return "GetChargeback answers UNIMPLEMENTED in this tree"
-	}
-	return "the harness does not yet build 365 days (or 3 years) of daily history for the medium tenant"
-}

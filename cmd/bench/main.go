@@ -61,6 +61,12 @@ type plan struct {
 	latency   tenantSpec // writes and value to callers, simulator at 50 ms
 	readFor   time.Duration
 	writes    int
+	// chargebackCalls is how many times each chargeback is asked for (the
+	// fastest counts).
+	chargebackCalls int
+	// chargebackDeadline bounds each chargeback call.
+	chargebackDeadline time.Duration
+	skip               map[string]bool // parts left out (-skip)
 }
 
 // Seeds: one per tenant, fixed, so that every run benchmarks the same
@@ -73,7 +79,7 @@ const (
 
 var (
 	small = tenantSpec{Name: "small", Gen: graphsim.GenerateOptions{
-		Seed: seedSmall, Users: 1_000, Allotments: 4, AssignmentsPerUser: 1, Groups: 10, WaitingMembers: 50, AssignmentErrors: 20}}
+		Seed: seedSmall, Users: 1_000, Allotments: 4, AssignmentsPerUser: 1, Groups: 10, WaitingMembers: 50, AssignmentErrors: 20, Headroom: 0.5}}
 	medium = tenantSpec{Name: "medium", Assignments: 250_000, Gen: graphsim.GenerateOptions{
 		Seed: seedMedium, Users: 100_000, Allotments: 20, AssignmentsPerUser: 3, Groups: 100, WaitingMembers: 2_000, AssignmentErrors: 1_000}}
 	large = tenantSpec{Name: "large", Assignments: 1_000_000, Gen: graphsim.GenerateOptions{
@@ -88,12 +94,15 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	out := fs.String("out", "", "write the report here (default docs/BENCHMARKS.md for a full run, none for -quick)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	memprofile := fs.String("memprofile", "", "write a heap profile at the end of the largest sync to this file")
+	skip := fs.String("skip", "", "comma-separated parts to leave out, for profiling one part: secondary, reads, chargeback, latency")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	p := plan{mode: "full", command: "make bench", primary: medium, secondary: large, latency: small, readFor: 3 * time.Second, writes: 15}
+	p := plan{mode: "full", command: "make bench", primary: medium, secondary: large, latency: small, readFor: 3 * time.Second, writes: 15,
+		chargebackCalls: 1, chargebackDeadline: 60 * time.Second}
 	if *quick {
-		p = plan{mode: "quick", command: "make bench-quick", primary: small, secondary: mediumTenth, latency: small, readFor: time.Second, writes: 7}
+		p = plan{mode: "quick", command: "make bench-quick", primary: small, secondary: mediumTenth, latency: small, readFor: time.Second, writes: 7,
+			chargebackCalls: 2, chargebackDeadline: 20 * time.Second}
 	}
 	if *out == "" && !*quick {
 		*out = "docs/BENCHMARKS.md"
@@ -110,6 +119,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		defer pprof.StopCPUProfile()
 	}
 	started := time.Now()
+	p.skip = map[string]bool{}
+	for _, part := range strings.Split(*skip, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			p.skip[part] = true
+		}
+	}
 	r, err := measure(ctx, p, *memprofile)
 	if err != nil {
 		return err
@@ -136,7 +151,7 @@ type report struct {
 	reads   []readFigures
 	writes  writeFigures
 	value   valueFigures
-	charge  string // why chargeback was not measured
+	charge  chargebackFigures
 	took    time.Duration
 	machine string
 	date    string
@@ -153,6 +168,9 @@ func measure(ctx context.Context, p plan, memprofile string) (*report, error) {
 
 	for i, t := range []tenantSpec{p.primary, p.secondary} {
 		primary := i == 0
+		if !primary && p.skip["secondary"] {
+			continue
+		}
 		if err := func() error {
 			logf("%s: generating tenant and starting simulator", t.Name)
 			sim, err := startSim(simSpec{Tenant: t, PageSize: graphPageSize})
@@ -183,16 +201,27 @@ func measure(ctx context.Context, p plan, memprofile string) (*report, error) {
 			if err != nil {
 				return err
 			}
-			if r.reads, err = benchReads(ctx, inst, target, p.readFor); err != nil {
-				return fmt.Errorf("reads: %w", err)
+			if !p.skip["reads"] {
+				if r.reads, err = benchReads(ctx, inst, target, p.readFor); err != nil {
+					return fmt.Errorf("reads: %w", err)
+				}
 			}
-			r.charge = chargebackStatus(ctx, inst)
+			r.charge.skipped = "left out (-skip)"
+			if !p.skip["chargeback"] {
+				if r.charge, err = benchChargeback(ctx, pg, db, inst, p.chargebackCalls, p.chargebackDeadline); err != nil {
+					return fmt.Errorf("chargeback: %w", err)
+				}
+			}
 			return nil
 		}(); err != nil {
 			return nil, err
 		}
 	}
 
+	if p.skip["latency"] {
+		r.writes.skipped = "left out (-skip)"
+		return r, nil
+	}
 	logf("latency: simulator at 50 ms per Graph request")
 	sim, err := startSim(simSpec{Tenant: p.latency, PageSize: graphPageSize, Latency: 50 * time.Millisecond})
 	if err != nil {

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	seatledgerv1 "github.com/seatledger/seatledger/gen/seatledger/v1"
+	"github.com/seatledger/seatledger/internal/pglocal"
+)
+
+// historyStart is how long before now the primary tenant's first sync is
+// dated, so that its mirror holds a year of history for the chargeback.
+const historyStart = 365 * 24 * time.Hour
+
+// chargebackFigures compares one month's chargeback with the least a
+// correct answer must read, with one and three years of history.
+type chargebackFigures struct {
+	from, to    string
+	oneYear     time.Duration // GetChargeback, fastest of the calls
+	threeYears  time.Duration
+	rollup      time.Duration // aggregate over the month's allotment_daily rows
+	lines       int
+	historyRows int64 // closed assignment versions added for years 2 and 3
+	skipped     string
+	calls       int
+	deadline    time.Duration
+	timedOut    string // which measurement hit the deadline
+}
+
+// lastMonth returns the first and last day of the calendar month before now.
+func lastMonth(now time.Time) (string, string) {
+	first := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC).AddDate(0, -1, 0)
+	return first.Format(time.DateOnly), first.AddDate(0, 1, -1).Format(time.DateOnly)
+}
+
+// fastest runs f n times and returns its fastest time.
+func fastest(n int, f func() error) (time.Duration, error) {
+	var best time.Duration
+	for i := range n {
+		t0 := time.Now()
+		if err := f(); err != nil {
+			return 0, err
+		}
+		if d := time.Since(t0); i == 0 || d < best {
+			best = d
+		}
+	}
+	return best, nil
+}
+
+// benchChargeback measures GetChargeback (by department) of last month on
+// inst, whose history starts a year ago, against an aggregate over that
+// month's daily roll-up; then adds two more years of closed assignment
+// history before it (a tenth of the assignments replaced every month) and
+// measures the same month again.
+func benchChargeback(ctx context.Context, pg *pglocal.Server, db string, inst *instance, calls int, deadline time.Duration) (chargebackFigures, error) {
+	f := chargebackFigures{calls: calls, deadline: deadline}
+	f.from, f.to = lastMonth(time.Now().UTC())
+	client := seatledgerv1.NewChargebackServiceClient(inst.conn)
+	req := &seatledgerv1.GetChargebackRequest{From: f.from, To: f.to, GroupBy: seatledgerv1.ChargebackGroupBy_CHARGEBACK_GROUP_BY_DEPARTMENT}
+	get := func() error {
+		cctx, cancel := context.WithTimeout(ctx, deadline)
+		defer cancel()
+		resp, err := client.GetChargeback(cctx, req)
+		if err == nil {
+			f.lines = len(resp.GetRows())
+		}
+		return err
+	}
+	conn, err := pgx.Connect(ctx, pg.DSN(db))
+	if err != nil {
+		return f, fmt.Errorf("chargeback baseline: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	rollup := func() error {
+		rows, err := conn.Query(ctx, `SELECT allotment_id, sum(consumed), sum(allotted) FROM allotment_daily
+			WHERE day BETWEEN $1::date AND $2::date GROUP BY 1`, f.from, f.to)
+		if err != nil {
+			return err
+		}
+		rows.Close()
+		return rows.Err()
+	}
+	if f.rollup, err = fastest(calls, rollup); err != nil {
+		return f, fmt.Errorf("chargeback baseline: %w", err)
+	}
+	f.oneYear, err = fastest(calls, get)
+	switch status.Code(err) {
+	case codes.OK:
+	case codes.Unimplemented:
+		f.skipped = "GetChargeback answers UNIMPLEMENTED in this tree"
+		return f, nil
+	case codes.DeadlineExceeded:
+		f.timedOut = "1 year"
+		logf("chargeback %s..%s: over %v (1 year of history)", f.from, f.to, deadline)
+		return f, nil
+	default:
+		return f, fmt.Errorf("GetChargeback: %w", err)
+	}
+	logf("chargeback %s..%s: %v (1 year of history), roll-up %v", f.from, f.to, f.oneYear, f.rollup)
+
+	// Years 2 and 3: in each of the 24 months before the first sync, a
+	// tenth of today's assignments stand for assignments held that month
+	// only (new ids, closed versions), as churn would leave them.
+	tag, err := conn.Exec(ctx, `
+		INSERT INTO assignment_versions (id, allotment_id, assignee_id, assignee_type, disabled_plan_ids, raw, first_observed_at, valid)
+		SELECT a.id || '~' || m, a.allotment_id, a.assignee_id, a.assignee_type, a.disabled_plan_ids, a.raw,
+		       lower(a.valid) - make_interval(days => 30 * (m + 1)),
+		       tstzrange(lower(a.valid) - make_interval(days => 30 * (m + 1)), lower(a.valid) - make_interval(days => 30 * m))
+		FROM assignment_versions a CROSS JOIN generate_series(0, 23) AS m
+		WHERE upper_inf(a.valid) AND (hashtext(a.id) + m) % 10 = 0`)
+	if err != nil {
+		return f, fmt.Errorf("add history: %w", err)
+	}
+	f.historyRows = tag.RowsAffected()
+	if _, err := conn.Exec(ctx, `ANALYZE assignment_versions`); err != nil {
+		return f, fmt.Errorf("add history: %w", err)
+	}
+	f.threeYears, err = fastest(calls, get)
+	switch status.Code(err) {
+	case codes.OK:
+	case codes.DeadlineExceeded:
+		f.timedOut = "3 years"
+		return f, nil
+	default:
+		return f, fmt.Errorf("GetChargeback: %w", err)
+	}
+	logf("chargeback %s..%s: %v (3 years of history, %d closed versions added)", f.from, f.to, f.threeYears, f.historyRows)
+	return f, nil
+}
