@@ -61,6 +61,10 @@ func newGraphClient(sim *simProcess) (*graph.Client, error) {
 	return gc, nil
 }
 
+// poolMaxConns, when positive, sets pool_max_conns on the store's DSN
+// (-pool-max-conns), to see what the pool size bounds.
+var poolMaxConns int
+
 // instance is seatledger wired as cmd/server's run wires it (store, Graph
 // client, syncer, gRPC API with OIDC access control, gateway), in this
 // process, on loopback ports.
@@ -106,7 +110,11 @@ func startInstance(ctx context.Context, pg *pglocal.Server, db string, sim *simP
 	if err := pg.EnsureDatabase(ctx, db); err != nil {
 		return nil, err
 	}
-	st, err := store.Open(ctx, pg.DSN(db))
+	dsn := pg.DSN(db)
+	if poolMaxConns > 0 {
+		dsn += fmt.Sprintf(" pool_max_conns=%d", poolMaxConns)
+	}
+	st, err := store.Open(ctx, dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
