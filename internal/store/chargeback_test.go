@@ -269,3 +269,50 @@ func TestGroupChargeback_largestRemainder(t *testing.T) {
 		t.Errorf("totals mismatch (-want +got):\n%s", diff)
 	}
 }
+
+// TestStore_ChargebackGaps covers versions that end without a successor:
+// a user deleted and recreated within a day, a user deleted for good, and
+// an allotment removed mid-day.
+func TestStore_ChargebackGaps(t *testing.T) {
+	t.Parallel()
+	st := storetest.New(t)
+	a9 := seatAllotment("A9", skuE3, 2)
+	held := []store.Assignment{asg("as9", "A9", "v1")}
+	for _, s := range []struct {
+		at   time.Time
+		snap snapshot
+	}{
+		{time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC), snapshot{allotments: []store.Allotment{a9}, assignments: held, users: []store.User{user("v1", "Red")}}},
+		{time.Date(2026, 4, 2, 8, 0, 0, 0, time.UTC), snapshot{users: []store.User{}}},
+		{time.Date(2026, 4, 2, 20, 0, 0, 0, time.UTC), snapshot{users: []store.User{user("v1", "Blue")}}},
+		{time.Date(2026, 4, 3, 10, 0, 0, 0, time.UTC), snapshot{users: []store.User{}}},
+		{time.Date(2026, 4, 4, 12, 0, 0, 0, time.UTC), snapshot{allotments: []store.Allotment{}, assignments: []store.Assignment{}}},
+	} {
+		applyAt(t, st, s.at, s.snap)
+	}
+	cb, err := st.Chargeback(t.Context(), store.ChargebackParams{From: "2026-04-01", To: "2026-04-05"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 04-01 Red; 04-02 Blue (the version recreated at 20:00 is the latest
+	// that day); 04-03 Blue (deleted at 10:00, the last one seen); 04-04 no
+	// user version: no department; A9 exists until 04-04 12:00, so it has
+	// one idle seat on each of 4 days; 04-05 nothing.
+	type dayDept struct {
+		day, dept string
+		idle      bool
+	}
+	got := map[dayDept]int64{}
+	for _, l := range cb.Lines {
+		got[dayDept{l.Day, l.Department, l.Idle}] += l.Seats.Num().Int64()
+	}
+	want := map[dayDept]int64{
+		{"2026-04-01", "Red", false}: 1, {"2026-04-01", "", true}: 1,
+		{"2026-04-02", "Blue", false}: 1, {"2026-04-02", "", true}: 1,
+		{"2026-04-03", "Blue", false}: 1, {"2026-04-03", "", true}: 1,
+		{"2026-04-04", "", false}: 1, {"2026-04-04", "", true}: 1,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("seats per day mismatch (-want +got):\n%s", diff)
+	}
+}
