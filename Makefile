@@ -42,7 +42,7 @@ lint:
 
 ## bench: the tenant-scale benchmark harness (issue 6): prints the table, writes docs/BENCHMARKS.md (~10 min);
 ## QUICK=1 runs the quick mode (small tenants, under a minute, writes nothing). Micro-benchmarks:
-## go test -run='^$$' -bench=. -benchmem ./internal/graph ./internal/store ./internal/sync
+## go test -run='^$$' -bench=. -benchmem ./internal/graph ./internal/store
 bench:
 	@scripts/install-deps postgres
 	$(GO) run ./cmd/bench $(if $(QUICK),-quick)

@@ -137,7 +137,18 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fmt.Fprint(stdout, r.table())
 	fmt.Fprintf(stdout, "\n%s run took %v\n", p.mode, r.took.Round(time.Second))
 	if *out != "" {
-		if err := os.WriteFile(*out, []byte(r.markdown()), 0o644); err != nil {
+		doc := r.markdown()
+		// The analysis below the marker is written by people from profiles;
+		// a run keeps it.
+		if old, err := os.ReadFile(*out); err == nil {
+			if _, kept, ok := strings.Cut(string(old), analysisMarker); ok {
+				doc += analysisMarker + kept
+			}
+		}
+		if !strings.Contains(doc, analysisMarker) {
+			doc += "\n" + analysisMarker + "\n"
+		}
+		if err := os.WriteFile(*out, []byte(doc), 0o644); err != nil {
 			return fmt.Errorf("write report: %w", err)
 		}
 		fmt.Fprintf(stdout, "wrote %s\n", *out)
