@@ -193,6 +193,22 @@ func TestRun_Chargeback(t *testing.T) {
 		t.Errorf("ListPrices(history) = %v", prices)
 	}
 
+	page1, err := cb.ListPrices(ctx, &seatledgerv1.ListPricesRequest{IncludeHistory: true, PageSize: 1})
+	if err != nil || len(page1.GetPrices()) != 1 || page1.GetNextPageToken() == "" {
+		t.Fatalf("ListPrices(page 1) = %v, %v", page1, err)
+	}
+	page2, err := cb.ListPrices(ctx, &seatledgerv1.ListPricesRequest{IncludeHistory: true, PageSize: 1, PageToken: page1.GetNextPageToken()})
+	if err != nil || len(page2.GetPrices()) != 1 || page2.GetPrices()[0].GetValidFrom() != "2026-06-16" || page2.GetNextPageToken() != "" {
+		t.Errorf("ListPrices(page 2) = %v, %v", page2, err)
+	}
+	if _, err := cb.ListPrices(ctx, &seatledgerv1.ListPricesRequest{PageToken: page1.GetNextPageToken()}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("ListPrices with another request's token = %v, want InvalidArgument", err)
+	}
+	code, body = svc.get(t, "/v1/prices?asOf=2026-06-15")
+	if code != http.StatusOK || !strings.Contains(string(body), `"amount":"31.00"`) {
+		t.Errorf("GET /v1/prices?asOf=2026-06-15 = %d %s", code, body)
+	}
+
 	money := func(x30 int64) *seatledgerv1.Money {
 		return &seatledgerv1.Money{CurrencyCode: "USD", Amount: cents(x30 / 30)}
 	}
