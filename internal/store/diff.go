@@ -139,6 +139,12 @@ func (m mirrored) closeSQL(stale string) string {
 // unchanged keys nothing written. With full, current keys absent from the
 // stage are closed (removed); otherwise (a delta) they are left alone.
 // staged is the number of distinct staged keys.
+//
+// A key whose history moved after the run's time (a write seatledger made
+// through Graph and recorded at once, while this run was paging) is newer
+// than anything the run read: merge leaves it alone, neither closing a
+// version opened after the run began nor reopening one closed after it.
+// The next run sees the key as Graph has it then.
 func (m mirrored) merge(ctx context.Context, tx pgx.Tx, snap int64, at time.Time, full bool, staged int64) (Changes, error) {
 	var stale string
 	if full {
@@ -149,6 +155,7 @@ func (m mirrored) merge(ctx context.Context, tx pgx.Tx, snap int64, at time.Time
 			  ON s.snapshot_id = $1
 			 AND ` + m.keyMatch("s", "v") + `
 			WHERE upper_inf(v.valid)
+			  AND lower(v.valid) <= $2
 			  AND (s.` + m.keys[0] + ` IS NULL
 			       OR (` + cols("s", m.values) + `) IS DISTINCT FROM (` + cols("v", m.values) + `))`
 	} else {
@@ -159,6 +166,7 @@ func (m mirrored) merge(ctx context.Context, tx pgx.Tx, snap int64, at time.Time
 			  ON s.snapshot_id = $1
 			 AND ` + m.keyMatch("s", "v") + `
 			WHERE upper_inf(v.valid)
+			  AND lower(v.valid) <= $2
 			  AND (` + cols("s", m.values) + `) IS DISTINCT FROM (` + cols("v", m.values) + `)`
 	}
 	var ch Changes
@@ -184,7 +192,7 @@ func (m mirrored) merge(ctx context.Context, tx pgx.Tx, snap int64, at time.Time
 			SELECT 1
 			FROM ` + m.versions + ` v
 			WHERE ` + m.keyMatch("v", "s") + `
-			  AND upper_inf(v.valid))`
+			  AND (upper_inf(v.valid) OR upper(v.valid) > $2))`
 	tag, err := tx.Exec(ctx, open, snap, at)
 	if err != nil {
 		return Changes{}, fmt.Errorf("open %s versions: %w", m.name, err)
@@ -205,6 +213,7 @@ func removeUsers(ctx context.Context, tx pgx.Tx, snap int64, at time.Time) (int6
 			  ON r.snapshot_id = $1
 			 AND r.id = v.id
 			WHERE upper_inf(v.valid)
+			  AND lower(v.valid) <= $2
 			  AND NOT EXISTS (
 				SELECT 1
 				FROM stage_users s
