@@ -360,6 +360,7 @@ func diffAllotments(ctx context.Context, tx pgx.Tx, at time.Time) (Changes, erro
 			SELECT v.id, EXISTS (SELECT 1 FROM staged_allotments i WHERE i.id = v.id) AS present
 			FROM allotment_versions v
 			WHERE upper_inf(v.valid)
+			  AND lower(v.valid) <= $1 -- a write recorded after the run began is newer
 			  AND NOT EXISTS (
 				SELECT 1
 				FROM staged_allotments i
@@ -400,7 +401,7 @@ func diffAllotments(ctx context.Context, tx pgx.Tx, at time.Time) (Changes, erro
 			SELECT 1
 			FROM allotment_versions v
 			WHERE v.id = i.id
-			  AND upper_inf(v.valid))`
+			  AND (upper_inf(v.valid) OR upper(v.valid) > $1))`
 	tag, err := tx.Exec(ctx, open, at)
 	if err != nil {
 		return Changes{}, fmt.Errorf("open allotment versions: %w", err)
@@ -427,6 +428,7 @@ func diffSubscriptions(ctx context.Context, tx pgx.Tx, at time.Time) (Changes, e
 				  AND i.allotment_id = v.allotment_id) AS present
 			FROM subscription_versions v
 			WHERE upper_inf(v.valid)
+			  AND lower(v.valid) <= $1 -- a write recorded after the run began is newer
 			  AND NOT EXISTS (
 				SELECT 1
 				FROM staged_subscriptions i
@@ -468,7 +470,7 @@ func diffSubscriptions(ctx context.Context, tx pgx.Tx, at time.Time) (Changes, e
 			FROM subscription_versions v
 			WHERE v.subscription_id = i.subscription_id
 			  AND v.allotment_id = i.allotment_id
-			  AND upper_inf(v.valid))`
+			  AND (upper_inf(v.valid) OR upper(v.valid) > $1))`
 	tag, err := tx.Exec(ctx, open, at)
 	if err != nil {
 		return Changes{}, fmt.Errorf("open subscription versions: %w", err)

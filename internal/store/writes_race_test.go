@@ -52,3 +52,31 @@ func TestSnapshot_writeDuringRun(t *testing.T) {
 	}
 	checkNoOverlaps(t, conn)
 }
+
+// TestSnapshot_allotmentCountsWrittenDuringRun: an allotment's counts
+// refreshed by a write after a run began survive that run's apply, which
+// must not fail on the allotments' exclusion constraint either.
+func TestSnapshot_allotmentCountsWrittenDuringRun(t *testing.T) {
+	t.Parallel()
+	st, conn := newStore(t)
+	ctx := t.Context()
+	t0 := time.Date(2026, 11, 2, 8, 0, 0, 0, time.UTC)
+	al := store.Allotment{ID: "al", SKUID: "sku", SKUPartNumber: "E3", AllottedUnits: 10, ConsumedUnits: 4}
+	applyAt(t, st, t0, snapshot{allotments: []store.Allotment{al}})
+	t1 := t0.Add(time.Hour)
+	sn := stage(t, st, t1, snapshot{allotments: []store.Allotment{al}})
+	if err := st.RecordAllotmentCounts(ctx, "al", 10, 5, nil, t1.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sn.Apply(ctx, store.SyncRun{}, store.ApplyOptions{}); err != nil {
+		t.Fatalf("applying a run that began before the write: %v", err)
+	}
+	got, err := st.GetAllotment(ctx, "al")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ConsumedUnits != 5 {
+		t.Errorf("consumed units = %d after the earlier run, want the written 5", got.ConsumedUnits)
+	}
+	checkNoOverlaps(t, conn)
+}
