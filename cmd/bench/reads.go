@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 
 	seatledgerv1 "github.com/seatledger/seatledger/gen/seatledger/v1"
 	"github.com/seatledger/seatledger/internal/pglocal"
+	"github.com/seatledger/seatledger/internal/store"
 )
 
 // readConcurrency is the number of concurrent callers of the read
@@ -129,6 +131,44 @@ func pickReadTarget(ctx context.Context, pg *pglocal.Server, db string) (readTar
 	return t, nil
 }
 
+// storeBreakdown times, one caller at a time, each store read that the
+// benchmarked calls make (fastest of 20), to say which bounds them:
+// GetAllotment, then ListAssignments, then GetLicenseStatus's five.
+func storeBreakdown(ctx context.Context, st *store.Store, target readTarget) (string, error) {
+	user := target.user
+	steps := []struct {
+		name string
+		f    func() error
+	}{
+		{"GetAllotment", func() error { _, err := st.GetAllotment(ctx, target.allotment); return err }},
+		{"AllotmentOwner", func() error { _, err := st.AllotmentOwner(ctx, target.allotment, time.Time{}); return err }},
+		{"ListAssignments(100)", func() error {
+			_, err := st.ListAssignments(ctx, store.ListAssignmentsParams{PageSize: 100})
+			return err
+		}},
+		{"GetUser", func() error { _, err := st.GetUser(ctx, user, time.Time{}); return err }},
+		{"UserSeats", func() error { _, err := st.UserSeats(ctx, user, time.Time{}); return err }},
+		{"ListWaitingMembers", func() error {
+			_, err := st.ListWaitingMembers(ctx, store.ListWaitingMembersParams{PageSize: 100, MemberID: user})
+			return err
+		}},
+		{"ListAssignmentErrors", func() error {
+			_, err := st.ListAssignmentErrors(ctx, store.ListAssignmentErrorsParams{PageSize: 100, UserID: user})
+			return err
+		}},
+		{"LastSuccessfulSyncRun", func() error { _, err := st.LastSuccessfulSyncRun(ctx); return err }},
+	}
+	var parts []string
+	for _, s := range steps {
+		d, err := fastest(20, s.f)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", s.name, err)
+		}
+		parts = append(parts, fmt.Sprintf("%s %s", s.name, ms(d)))
+	}
+	return strings.Join(parts, ", "), nil
+}
+
 // readFigures is one read call's three load tests.
 type readFigures struct {
 	call             string
@@ -218,6 +258,11 @@ func benchReads(ctx context.Context, inst *instance, target readTarget, d time.D
 			func(ctx context.Context) error { _, err := users.GetLicenseStatus(ctx, licReq); return err },
 			rest("/v1/users/" + target.user + "/license-status")},
 	}
+	breakdown, err := storeBreakdown(ctx, inst.st, target)
+	if err != nil {
+		return nil, fmt.Errorf("store reads: %w", err)
+	}
+	logf("reads: store reads, one caller: %s", breakdown)
 	var out []readFigures
 	for _, c := range all {
 		f := readFigures{call: c.name}
