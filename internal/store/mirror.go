@@ -250,6 +250,12 @@ func (s *Store) ListWaitingMembers(ctx context.Context, p ListWaitingMembersPara
 	if p.AllotmentID != "" {
 		inner += " AND v.allotment_id = " + b.arg(p.AllotmentID)
 	}
+	if p.MemberID != "" {
+		// Positions only need the queues this member is in, not every
+		// allotment's (a user's license status asks this on each call).
+		inner += " AND v.allotment_id IN (SELECT x.allotment_id FROM waiting_member_versions x WHERE x.member_id = " +
+			b.arg(p.MemberID) + " AND " + valid("x") + ")"
+	}
 	b.and("w.id > " + b.arg(p.AfterID))
 	if p.SKUID != "" {
 		b.and("al.sku_id = " + b.arg(p.SKUID))

@@ -48,6 +48,9 @@ type Store struct {
 // promptly instead of hanging.
 const defaultConnectTimeout = 10 * time.Second
 
+// defaultMaxConns is the pool size when the URL sets none.
+const defaultMaxConns = 12
+
 // Open connects to the database at dsn (a postgres:// URL or keyword=value
 // string, as pgx accepts) and checks that it answers. Errors never contain
 // the DSN's password.
@@ -58,6 +61,12 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = defaultConnectTimeout
+	}
+	// pgxpool's default (the number of CPUs, at least 4) makes callers
+	// queue for a connection long before PostgreSQL is busy: reads are
+	// short and many. A pool_max_conns in the URL still wins.
+	if !strings.Contains(dsn, "pool_max_conns") && cfg.MaxConns < defaultMaxConns {
+		cfg.MaxConns = defaultMaxConns
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
