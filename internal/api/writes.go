@@ -788,6 +788,15 @@ func (s *assignmentService) readBack(ctx context.Context, who assignee, allotmen
 // response. fetchRaw re-reads a user's assignment in the shape the sync
 // stores (so the next sync finds it unchanged).
 func (s *assignmentService) created(ctx context.Context, p plannedCreate, a graph.Assignment, fetchRaw bool) (*seatledgerv1.CreateAssignmentResponse, error) {
+	// The allotment's units are refreshed from Graph while the assignment
+	// is read back: two Graph round trips at once, not one after the
+	// other (the write proxy's latency is Graph's, so this is its cost).
+	refreshed := make(chan struct{})
+	go func() {
+		defer close(refreshed)
+		s.refreshAllotment(ctx, p.allotment.ID)
+	}()
+	defer func() { <-refreshed }()
 	if a.ID == "" || fetchRaw {
 		if found, ok, err := s.readBack(ctx, p.who, []string{p.allotment.ID}); err == nil && ok && (a.ID == "" || found.ID == a.ID) {
 			a = found
@@ -801,7 +810,7 @@ func (s *assignmentService) created(ctx context.Context, p plannedCreate, a grap
 	if stored, err := s.recordAssignment(ctx, rec); err == nil {
 		out = assignmentToProto(stored)
 	}
-	s.refreshAllotment(ctx, p.allotment.ID)
+	<-refreshed // the units are in the mirror when the caller hears back
 	al := allotmentToProto(p.allotment)
 	al.OwnerDepartment = p.owner
 	return &seatledgerv1.CreateAssignmentResponse{
