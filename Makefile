@@ -40,7 +40,7 @@ lint:
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 
-## bench: the tenant-scale benchmark harness (issue 6): prints the table, writes docs/BENCHMARKS.md (~10 min);
+## bench: the tenant-scale benchmark harness (issue 6): prints the table, writes docs/BENCHMARKS.md (~6 min on 2 cores);
 ## QUICK=1 runs the quick mode (small tenants, under a minute, writes nothing). Micro-benchmarks:
 ## go test -run='^$$' -bench=. -benchmem ./internal/graph ./internal/store
 bench:

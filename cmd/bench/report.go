@@ -192,19 +192,24 @@ measured here. Both share the machine's cores with PostgreSQL and the harness.
 
 1. **Full sync**: ` + "`Syncer.RunOnce`" + ` into an empty database, against the sum of two baselines taken just before it: paging
    every collection the sync reads (allotments, assignments, each allotment's waiting members, assignment errors,
-   users by delta, members of groups holding an assignment) with a fresh graph client at page size 999, discarding
-   the objects; and one COPY of the same objects (id, three key columns, the raw JSON) into a table without indexes.
-   Rows/s counts Graph objects.
+   users by delta, members of groups holding an assignment) with a fresh graph client at page size 999, keeping
+   only a reference to each decoded object (one append) for the second baseline: one COPY of the same objects (id,
+   three key columns, the raw JSON) into a table without indexes. Rows/s counts Graph objects.
 2. **Unchanged re-sync**: a second ` + "`RunOnce`" + ` with nothing changed. Version rows written is the row count of every
    ` + "`*_versions`" + ` table after minus before. The baseline pages the same collections, users from the stored delta link
    (as the re-sync does).
 3. **Memory**: ` + "`runtime.ReadMemStats`" + ` HeapInuse sampled every 10 ms during the full sync (after a forced GC), peak
-   reported, GOGC at its default.
+   reported, GOGC at its default; and the peak of the live heap each GC found (runtime/metrics
+   ` + "`/gc/heap/live:bytes`" + `), which is what the sync holds, without the garbage not yet collected.
 4. **Reads**: 32 goroutines call for a fixed time (after a warm-up) over one gRPC connection, or over HTTP/1.1
    keep-alive connections to the gateway; each call carries a bearer token. The baseline is a bare grpc-go server in
    the same process (no interceptors, no database) returning the very responses seatledger returned. The user asked
    about waits for a seat, so license-status gathers seats, waits and errors.
-5. **Chargeback**: see the table.
+5. **Chargeback**: the primary tenant's first sync is dated a year back (the syncer's clock), so last month lies
+   inside its history. ` + "`GetChargeback`" + ` for last month grouped by department over gRPC (fastest of the calls, each
+   with a deadline), against an aggregate over that month's ` + "`allotment_daily`" + ` rows. Then two more years of history
+   are added before the first sync, straight into ` + "`assignment_versions`" + `: each month a tenth of the assignments
+   appear under new ids as closed versions, as churn would leave them; and the same month is asked again.
 6. **Write proxy**: ` + "`CreateAssignment`" + ` over gRPC (the REST route maps to it one to one) for users who lack the SKU,
    alternating with direct ` + "`POST /admin/cloudLicensing/assignments`" + ` calls through the graph client for other users;
    medians. The proxy also resolves the assignee, checks seats, records an idempotency key and an audit event.
