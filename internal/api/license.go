@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	seatledgerv1 "github.com/seatledger/seatledger/gen/seatledger/v1"
 	"github.com/seatledger/seatledger/internal/store"
 )
@@ -37,16 +39,30 @@ func (s *userService) GetLicenseStatus(ctx context.Context, req *seatledgerv1.Ge
 	if err != nil {
 		return nil, err
 	}
-	seats, err := s.store.UserSeats(ctx, u.ID, time.Time{})
-	if err != nil {
-		return nil, err
-	}
-	waiting, err := s.store.ListWaitingMembers(ctx, store.ListWaitingMembersParams{PageSize: maxListedPerUser, MemberID: u.ID})
-	if err != nil {
-		return nil, err
-	}
-	errs, err := s.store.ListAssignmentErrors(ctx, store.ListAssignmentErrorsParams{PageSize: maxListedPerUser, UserID: u.ID})
-	if err != nil {
+	// Four independent reads: at once, each on its own pooled connection.
+	var (
+		seats   []store.Seat
+		waiting []store.WaitingMember
+		errs    []store.AssignmentError
+		lastRun store.SyncRun
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) { seats, err = s.store.UserSeats(gctx, u.ID, time.Time{}); return err })
+	g.Go(func() (err error) {
+		waiting, err = s.store.ListWaitingMembers(gctx, store.ListWaitingMembersParams{PageSize: maxListedPerUser, MemberID: u.ID})
+		return err
+	})
+	g.Go(func() (err error) {
+		errs, err = s.store.ListAssignmentErrors(gctx, store.ListAssignmentErrorsParams{PageSize: maxListedPerUser, UserID: u.ID})
+		return err
+	})
+	g.Go(func() error {
+		if run, err := s.store.LastSuccessfulSyncRun(gctx); err == nil {
+			lastRun = run
+		}
+		return nil // before the first run there is simply no observation time
+	})
+	if err := g.Wait(); err != nil {
 		return nil, err
 	}
 	out := &seatledgerv1.LicenseStatus{
@@ -55,9 +71,7 @@ func (s *userService) GetLicenseStatus(ctx context.Context, req *seatledgerv1.Ge
 		UserPrincipalName: u.UserPrincipalName,
 		DisplayName:       u.DisplayName,
 		Department:        u.Department,
-	}
-	if run, err := s.store.LastSuccessfulSyncRun(ctx); err == nil {
-		out.ObserveTime = timeToProto(run.StartedAt)
+		ObserveTime:       timeToProto(lastRun.StartedAt),
 	}
 
 	// A SKU held from two allotments costs two units: flag both.
