@@ -49,39 +49,24 @@ func allotmentToProto(a store.Allotment) *seatledgerv1.Allotment {
 func assigneeTypesToProto(types []string) []seatledgerv1.AssigneeType {
 	var out []seatledgerv1.AssigneeType
 	for _, t := range types {
-		var v seatledgerv1.AssigneeType
-		switch t {
-		case "user":
-			v = seatledgerv1.AssigneeType_ASSIGNEE_TYPE_USER
-		case "group":
-			v = seatledgerv1.AssigneeType_ASSIGNEE_TYPE_GROUP
-		case "device":
-			v = seatledgerv1.AssigneeType_ASSIGNEE_TYPE_DEVICE
-		default:
-			continue
-		}
-		if !slices.Contains(out, v) {
+		if v, ok := assigneeTypes[t]; ok && !slices.Contains(out, v) {
 			out = append(out, v)
 		}
 	}
 	return out
 }
 
-func subscriptionStateToProto(s string) seatledgerv1.SubscriptionState {
-	switch s {
-	case "active":
-		return seatledgerv1.SubscriptionState_SUBSCRIPTION_STATE_ACTIVE
-	case "warning":
-		return seatledgerv1.SubscriptionState_SUBSCRIPTION_STATE_WARNING
-	case "suspended":
-		return seatledgerv1.SubscriptionState_SUBSCRIPTION_STATE_SUSPENDED
-	case "lockedOut":
-		return seatledgerv1.SubscriptionState_SUBSCRIPTION_STATE_LOCKED_OUT
-	case "deleted":
-		return seatledgerv1.SubscriptionState_SUBSCRIPTION_STATE_DELETED
-	}
-	return seatledgerv1.SubscriptionState_SUBSCRIPTION_STATE_UNSPECIFIED
+// subscriptionStates maps Graph's subscriptionState values; an unknown
+// value reads as SUBSCRIPTION_STATE_UNSPECIFIED.
+var subscriptionStates = map[string]seatledgerv1.SubscriptionState{
+	"active":    seatledgerv1.SubscriptionState_SUBSCRIPTION_STATE_ACTIVE,
+	"warning":   seatledgerv1.SubscriptionState_SUBSCRIPTION_STATE_WARNING,
+	"suspended": seatledgerv1.SubscriptionState_SUBSCRIPTION_STATE_SUSPENDED,
+	"lockedOut": seatledgerv1.SubscriptionState_SUBSCRIPTION_STATE_LOCKED_OUT,
+	"deleted":   seatledgerv1.SubscriptionState_SUBSCRIPTION_STATE_DELETED,
 }
+
+func subscriptionStateToProto(s string) seatledgerv1.SubscriptionState { return subscriptionStates[s] }
 
 func subscriptionTagsToProto(tags []string) []seatledgerv1.SubscriptionTag {
 	var out []seatledgerv1.SubscriptionTag

@@ -23,17 +23,10 @@ func assigneeTypeFromProto(t seatledgerv1.AssigneeType) string {
 }
 
 func subscriptionStateFromProto(s seatledgerv1.SubscriptionState) string {
-	switch s {
-	case seatledgerv1.SubscriptionState_SUBSCRIPTION_STATE_ACTIVE:
-		return "active"
-	case seatledgerv1.SubscriptionState_SUBSCRIPTION_STATE_WARNING:
-		return "warning"
-	case seatledgerv1.SubscriptionState_SUBSCRIPTION_STATE_SUSPENDED:
-		return "suspended"
-	case seatledgerv1.SubscriptionState_SUBSCRIPTION_STATE_LOCKED_OUT:
-		return "lockedOut"
-	case seatledgerv1.SubscriptionState_SUBSCRIPTION_STATE_DELETED:
-		return "deleted"
+	for k, v := range subscriptionStates {
+		if v == s {
+			return k
+		}
 	}
 	return ""
 }

@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -217,9 +216,6 @@ func (s *allotmentService) GetAllotmentHistory(ctx context.Context, req *seatled
 	if granularity == seatledgerv1.HistoryGranularity_HISTORY_GRANULARITY_UNSPECIFIED {
 		granularity = seatledgerv1.HistoryGranularity_HISTORY_GRANULARITY_DAY
 	}
-	if _, err := s.store.GetAllotment(ctx, req.GetId()); err != nil && !errors.Is(err, store.ErrNotFound) {
-		return nil, err
-	}
 	daily := granularity == seatledgerv1.HistoryGranularity_HISTORY_GRANULARITY_DAY
 	filter := fmt.Sprintf("id=%s;from=%s;to=%s;daily=%t", req.GetId(), from.Format(time.DateOnly), to.Format(time.DateOnly), daily)
 	points, next, err := page(req, filter, func(size int, after string) ([]store.AllotmentPoint, error) {
@@ -260,10 +256,10 @@ func (s *assignmentService) ListAssignments(ctx context.Context, req *seatledger
 	if err != nil {
 		return nil, err
 	}
-	if err := errors.Join(validateOptionalID("allotment_id", req.GetAllotmentId()),
+	if err := firstErr(validateOptionalID("allotment_id", req.GetAllotmentId()),
 		validateOptionalGUID("sku_id", req.GetSkuId()), validateText("department", req.GetDepartment()),
 		validateText("assignee", req.GetAssignee())); err != nil {
-		return nil, firstStatus(err)
+		return nil, err
 	}
 	assignee, err := resolveUser(ctx, s.store, "assignee", req.GetAssignee(), at)
 	if err != nil {
@@ -305,10 +301,10 @@ type waitingMemberService struct {
 
 // ListWaitingMembers implements seatledger.v1.WaitingMemberService.ListWaitingMembers.
 func (s *waitingMemberService) ListWaitingMembers(ctx context.Context, req *seatledgerv1.ListWaitingMembersRequest) (*seatledgerv1.ListWaitingMembersResponse, error) {
-	if err := errors.Join(validateOptionalID("allotment_id", req.GetAllotmentId()),
+	if err := firstErr(validateOptionalID("allotment_id", req.GetAllotmentId()),
 		validateOptionalGUID("sku_id", req.GetSkuId()), validateText("department", req.GetDepartment()),
 		validateText("member", req.GetMember())); err != nil {
-		return nil, firstStatus(err)
+		return nil, err
 	}
 	var minAge time.Duration
 	if d := req.GetMinWaitAge(); d != nil {
@@ -348,9 +344,9 @@ type assignmentErrorService struct {
 
 // ListAssignmentErrors implements seatledger.v1.AssignmentErrorService.ListAssignmentErrors.
 func (s *assignmentErrorService) ListAssignmentErrors(ctx context.Context, req *seatledgerv1.ListAssignmentErrorsRequest) (*seatledgerv1.ListAssignmentErrorsResponse, error) {
-	if err := errors.Join(validateOptionalGUID("sku_id", req.GetSkuId()), validateText("department", req.GetDepartment()),
+	if err := firstErr(validateOptionalGUID("sku_id", req.GetSkuId()), validateText("department", req.GetDepartment()),
 		validateText("code", req.GetCode()), validateText("user", req.GetUser())); err != nil {
-		return nil, firstStatus(err)
+		return nil, err
 	}
 	user, err := resolveUser(ctx, s.store, "user", req.GetUser(), time.Time{})
 	if err != nil {
@@ -370,19 +366,6 @@ func (s *assignmentErrorService) ListAssignmentErrors(ctx context.Context, req *
 		resp.AssignmentErrors = append(resp.AssignmentErrors, assignmentErrorToProto(e))
 	}
 	return resp, nil
-}
-
-// firstStatus returns the first status error joined in err (validation
-// collects several; the caller reports the first field that is wrong).
-func firstStatus(err error) error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		for _, e := range j.Unwrap() {
-			if e != nil {
-				return e
-			}
-		}
-	}
-	return err
 }
 
 func waitAge(since, now time.Time) *durationpb.Duration {
