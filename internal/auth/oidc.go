@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -53,6 +54,8 @@ type OIDC struct {
 	jwksURI  string
 
 	keys atomic.Pointer[keySet] // replaced whole on each successful fetch
+
+	verified verifiedCache // tokens whose signature and claims were checked
 
 	refreshMu sync.Mutex // serializes JWKS refetches; guards lastFetch
 	lastFetch time.Time
@@ -153,12 +156,26 @@ func checkHTTPS(what, raw string) error {
 // Subject is "sub"; its Name is "name", else "azp", else "appid"; its roles
 // are the known ones in "roles". A bearer that is not a JWT at all is
 // refused as "token not recognized".
+//
+// A token that passed is remembered (by its SHA-256, never the token) with
+// what was verified, so that the caller's next calls skip the signature
+// check, the costliest part of a read: the time claims are checked again
+// on every call, and a token signed by a key the issuer no longer
+// publishes is refused as soon as the key set is refetched without it.
 func (o *OIDC) Authenticate(ctx context.Context, bearer string) (Identity, error) {
 	if bearer == "" {
 		return Identity{}, unauthenticated("no token")
 	}
 	if len(bearer) > maxTokenLen {
 		return Identity{}, unauthenticated("token is too large")
+	}
+	sum := sha256.Sum256([]byte(bearer))
+	keys := o.keys.Load()
+	if v, ok := o.verified.get(sum); ok && v.keys == keys {
+		if err := o.checkTimes(v.exp, v.nbf); err != nil {
+			return Identity{}, err
+		}
+		return v.id.clone(), nil
 	}
 	t, err := parseJWS(bearer)
 	if err != nil {
@@ -197,6 +214,11 @@ func (o *OIDC) Authenticate(ctx context.Context, bearer string) (Identity, error
 			id.Roles = append(id.Roles, role)
 		}
 	}
+	if set := o.keys.Load(); (*set)[t.header.Kid] == k {
+		// Remember it under the key set that holds its key: a refetch
+		// replaces the set, and the next call checks the token afresh.
+		o.verified.put(sum, verifiedToken{id: id.clone(), exp: *c.Exp, nbf: c.Nbf, keys: set})
+	}
 	return id, nil
 }
 
@@ -207,21 +229,29 @@ func (o *OIDC) checkClaims(c jwtClaims) error {
 	if !slices.ContainsFunc(c.Aud, func(a string) bool { return slices.Contains(o.audience, a) }) {
 		return unauthenticated("token audience is not accepted")
 	}
+	if c.Exp == nil {
+		return unauthenticated("token has no expiry")
+	}
+	if err := o.checkTimes(*c.Exp, c.Nbf); err != nil {
+		return err
+	}
+	if c.Sub == "" {
+		return unauthenticated("token has no subject")
+	}
+	return nil
+}
+
+// checkTimes checks exp and nbf (nil: none) against now, with leeway.
+func (o *OIDC) checkTimes(exp numericDate, nbf *numericDate) error {
 	// Compare in float seconds: any NumericDate, however far out, compares
 	// without overflow.
 	now := float64(o.now().UnixNano()) / 1e9
 	leeway := o.leeway.Seconds()
-	if c.Exp == nil {
-		return unauthenticated("token has no expiry")
-	}
-	if now > float64(*c.Exp)+leeway {
+	if now > float64(exp)+leeway {
 		return unauthenticated("token has expired")
 	}
-	if c.Nbf != nil && now+leeway < float64(*c.Nbf) {
+	if nbf != nil && now+leeway < float64(*nbf) {
 		return unauthenticated("token is not valid yet")
-	}
-	if c.Sub == "" {
-		return unauthenticated("token has no subject")
 	}
 	return nil
 }

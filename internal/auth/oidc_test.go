@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -25,7 +26,7 @@ import (
 const testAudience = "api://seatledger"
 
 // startSim starts a simulator on 127.0.0.1:0 and stops it with the test.
-func startSim(t *testing.T) (*graphsim.Server, graphsim.Info) {
+func startSim(t testing.TB) (*graphsim.Server, graphsim.Info) {
 	t.Helper()
 	sim, err := graphsim.New(graphsim.Options{})
 	if err != nil {
@@ -330,4 +331,55 @@ func kidOf(t *testing.T, token string) string {
 		t.Fatal(err)
 	}
 	return hdr.Kid
+}
+
+// TestOIDCVerifiedTokenStillExpires: a token that passed is remembered, yet
+// it is refused once it expires, and what one caller does with its
+// Identity does not leak into the next call's.
+func TestOIDCVerifiedTokenStillExpires(t *testing.T) {
+	t.Parallel()
+	f := newOIDC(t)
+	tok := mint(t, f.sim, graphsim.CallerToken{Audience: testAudience, Caller: "svc", Roles: []string{"reader", "writer"},
+		Lifetime: 10 * time.Minute})
+	first, err := f.oidc.Authenticate(t.Context(), tok)
+	if err != nil {
+		t.Fatalf("Authenticate: %v", err)
+	}
+	first.Roles[0] = auth.RoleAdmin
+	again, err := f.oidc.Authenticate(t.Context(), tok)
+	if err != nil {
+		t.Fatalf("Authenticate again: %v", err)
+	}
+	if want := []auth.Role{auth.RoleReader, auth.RoleWriter}; !slices.Equal(again.Roles, want) {
+		t.Errorf("roles on the second call %v; want %v", again.Roles, want)
+	}
+	// Past expiry plus the two minutes of leeway.
+	f.clock.Advance(13 * time.Minute)
+	if _, err := f.oidc.Authenticate(t.Context(), tok); !errors.Is(err, auth.ErrUnauthenticated) ||
+		!strings.Contains(err.Error(), "token has expired") {
+		t.Errorf("Authenticate after expiry: %v; want token has expired", err)
+	}
+}
+
+// BenchmarkOIDCAuthenticate measures what each call pays to authenticate a
+// caller that presents the same token again (the common case).
+func BenchmarkOIDCAuthenticate(b *testing.B) {
+	sim, info := startSim(b)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(info.CAPEM)
+	o, err := auth.NewOIDC(b.Context(), auth.OIDCConfig{Issuer: info.IssuerURL, Audience: []string{testAudience},
+		HTTPClient: &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tok, err := sim.MintCallerToken(graphsim.CallerToken{Audience: testAudience, Caller: "svc", Roles: []string{"reader"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := o.Authenticate(b.Context(), tok); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
