@@ -62,6 +62,14 @@ type ChargebackParams struct {
 	// Department, AllotmentID and SKUID keep only matching lines when set.
 	// The department filter applies after idle seats are allocated.
 	Department, AllotmentID, SKUID string
+	// SumDays merges the lines of one calendar month that differ only by
+	// their day: same allotment, SKU, department, seat state, allocation
+	// method and price. A merged line's Seats, DuplicateSeats, Cost and
+	// ListCost are the exact sums of its days'; Day and DayStart are those
+	// of its first day, DayEnd the end of its last. GroupChargeback gives
+	// the same rows and totals from merged lines as from daily ones, from
+	// far fewer lines; exports that need the day (FOCUS) leave it unset.
+	SumDays bool
 }
 
 // ChargebackLine is the seats of one day, allotment, department and seat
@@ -117,6 +125,9 @@ type Chargeback struct {
 	UnpricedSKUs []string
 }
 
+// dayRange is a range of calendar days, both included ("YYYY-MM-DD").
+type dayRange struct{ from, to string }
+
 // Chargeback computes seat-days and their exact cost for a range of days
 // from the mirror's history (see docs/chargeback.md for the method):
 //
@@ -133,9 +144,19 @@ type Chargeback struct {
 //   - the price is the SKU's price valid that day, divided by the days of
 //     the month.
 //
-// The counting is one set-based query bounded by the range; Go then
-// allocates idle seats by p.IdlePolicy with exact rational arithmetic.
+// Closed days (see FillChargebackLedger) are read from the seat ledger,
+// computed first when the ledger lacks them; the open days at the end of
+// the range (today, and yesterday until the next sync run) are counted
+// from the history by the same set-based query. Prices and owners are
+// joined as the lines are read; Go then allocates idle seats by
+// p.IdlePolicy with exact rational arithmetic.
 func (s *Store) Chargeback(ctx context.Context, p ChargebackParams) (Chargeback, error) {
+	return s.chargeback(ctx, p, false)
+}
+
+// chargeback is Chargeback; live counts every day from the history,
+// without the ledger (tests compare the two).
+func (s *Store) chargeback(ctx context.Context, p ChargebackParams, live bool) (Chargeback, error) {
 	from, err := time.Parse(time.DateOnly, p.From)
 	if err != nil {
 		return Chargeback{}, fmt.Errorf("chargeback: from: %w", err)
@@ -163,58 +184,48 @@ func (s *Store) Chargeback(ctx context.Context, p ChargebackParams) (Chargeback,
 		return Chargeback{}, fmt.Errorf("chargeback: unknown idle policy %q", p.IdlePolicy)
 	}
 
-	q, args := chargebackSQL(p, tz, policy)
+	var closed, open *dayRange
+	if live {
+		open = &dayRange{p.From, p.To}
+	} else if closed, open, err = s.splitClosed(ctx, tz, from, to); err != nil {
+		return Chargeback{}, err
+	}
+	sumInSQL := p.SumDays && policy != IdleProportional
+	q, args := chargebackSQL(p, tz, policy, closed, open, sumInSQL)
 	var lines []ChargebackLine
-	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		// The planner cannot estimate the CTEs' row counts (it assumes
-		// one) and would join holders to users and to themselves with
-		// nested loops, quadratic in holders; every join here is on
-		// equality, so hash and merge joins are always right. The lateral
-		// price and owner lookups stay nested loops (they must). The
-		// penalty that steers the planner inflates the plan's cost past
-		// the JIT threshold, and compiling it takes seconds, ten times the
-		// query itself (measured: 2.7 s vs 0.28 s for a month of 20,000
-		// users), so JIT is off too.
-		for _, set := range []string{"SET LOCAL enable_nestloop = off", "SET LOCAL jit = off"} {
-			if _, err := tx.Exec(ctx, set); err != nil {
-				return fmt.Errorf("tune chargeback query: %w", err)
-			}
-		}
-		rows, _ := tx.Query(ctx, q, args...)
+	collect := func(rows pgx.Rows) error {
 		var err error
-		lines, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (ChargebackLine, error) {
-			var (
-				l     ChargebackLine
-				day   pgtype.Date
-				seats int64
-			)
-			if err := row.Scan(&day, &l.DayStart, &l.DayEnd, &l.MonthStart, &l.MonthEnd, &l.AllotmentID, &l.SKUID, &l.SKUPartNumber, &l.Department,
-				&l.Idle, &seats, &l.DuplicateSeats, &l.DaysInMonth, &l.Currency, &l.UnitPrice, &l.ListUnitPrice,
-				&l.owner); err != nil {
-				return l, err
-			}
-			l.Day = day.Time.Format(time.DateOnly)
-			l.DayStart, l.DayEnd = l.DayStart.UTC(), l.DayEnd.UTC()
-			l.MonthStart, l.MonthEnd = l.MonthStart.UTC(), l.MonthEnd.UTC()
-			l.Seats = new(big.Rat).SetInt64(seats)
-			if !l.Idle {
-				l.AllocationMethod = AllocSeatHolder
-			}
-			return l, nil
-		})
+		lines, err = pgx.CollectRows(rows, scanChargebackLine)
 		return err
-	})
+	}
+	if open == nil {
+		// Only ledger rows: one statement, no transaction to set up.
+		rows, _ := s.pool.Query(ctx, q, args...)
+		err = collect(rows)
+	} else {
+		err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+			if err := tuneSeatDayQuery(ctx, tx); err != nil {
+				return err
+			}
+			rows, _ := tx.Query(ctx, q, args...)
+			return collect(rows)
+		})
+	}
 	if err != nil {
 		return Chargeback{}, fmt.Errorf("compute seat-days: %w", translate(err))
 	}
 	lines = allocateIdle(lines, policy)
+	if p.SumDays && !sumInSQL {
+		lines = sumDays(lines)
+	}
 	var out Chargeback
 	unpriced := map[string]bool{}
+	prices := map[string]*big.Rat{}
 	for _, l := range lines {
 		if p.Department != "" && l.Department != p.Department {
 			continue
 		}
-		if err := l.price(); err != nil {
+		if err := l.price(prices); err != nil {
 			return Chargeback{}, err
 		}
 		if !l.Priced() && !unpriced[l.SKUID] {
@@ -227,20 +238,66 @@ func (s *Store) Chargeback(ctx context.Context, p ChargebackParams) (Chargeback,
 	return out, nil
 }
 
-// chargebackSQL returns the seat-day query of Chargeback and its
-// arguments: one row per day, allotment, department and seat state.
+// tuneSeatDayQuery sets the planner up, in tx, for the seat-day query.
+//
+// The planner cannot estimate the CTEs' row counts (it assumes one) and
+// would join holders to users and to themselves with nested loops,
+// quadratic in holders; every join there is on equality, so hash and merge
+// joins are always right. The lateral owner lookup stays a nested loop (it
+// must). The penalty that steers the planner inflates the plan's cost past
+// the JIT threshold, and compiling it takes seconds, ten times the query
+// itself (measured: 2.7 s vs 0.28 s for a month of 20,000 users), so JIT
+// is off too.
+func tuneSeatDayQuery(ctx context.Context, tx pgx.Tx) error {
+	for _, set := range []string{"SET LOCAL enable_nestloop = off", "SET LOCAL jit = off"} {
+		if _, err := tx.Exec(ctx, set); err != nil {
+			return fmt.Errorf("tune seat-day query: %w", err)
+		}
+	}
+	return nil
+}
+
+// scanChargebackLine reads one line of chargebackSQL.
+func scanChargebackLine(row pgx.CollectableRow) (ChargebackLine, error) {
+	var (
+		l     ChargebackLine
+		day   pgtype.Date
+		seats int64
+	)
+	if err := row.Scan(&day, &l.DayStart, &l.DayEnd, &l.MonthStart, &l.MonthEnd, &l.AllotmentID, &l.SKUID, &l.SKUPartNumber, &l.Department,
+		&l.Idle, &seats, &l.DuplicateSeats, &l.DaysInMonth, &l.Currency, &l.UnitPrice, &l.ListUnitPrice,
+		&l.owner); err != nil {
+		return l, err
+	}
+	l.Day = day.Time.Format(time.DateOnly)
+	l.DayStart, l.DayEnd = l.DayStart.UTC(), l.DayEnd.UTC()
+	l.MonthStart, l.MonthEnd = l.MonthStart.UTC(), l.MonthEnd.UTC()
+	l.Seats = new(big.Rat).SetInt64(seats)
+	if !l.Idle {
+		l.AllocationMethod = AllocSeatHolder
+	}
+	return l, nil
+}
+
+// seatDaySQL returns the CTEs (without WITH) that count the seats of the
+// days of r in the zone tzArg names from the mirror's history, ending in
+// two: allot (allotment_id, day, sku_id, sku_part_number, allotted_units),
+// each allotment's state per day, and lines (allotment_id, day,
+// department, idle, seats, dup_seats), one row per day, allotment,
+// department and seat state. allotmentID and skuID, when set, narrow the
+// allotments counted; lines then still hold every allotment of the
+// allotment's SKU (duplicates need them): filter them by allotment_id.
 //
 // It never makes a row per holder and day. Each version is turned into
-// the days it covers (a daterange in the request's zone), clipped to the
-// range; a holder's paths to a seat are merged with range_agg, split by
-// the department the user had on those days, and counted per day with
-// +1/-1 events and a running sum. The work is proportional to the
-// versions overlapping the range plus (groups × days), not to holders ×
-// days, and every scan is bounded by the range.
-func chargebackSQL(p ChargebackParams, tz, policy string) (string, []any) {
-	var b sqlBuilder
-	fromArg, toArg, tzArg := b.arg(p.From), b.arg(p.To), b.arg(tz)
-	ownerArg := b.arg(policy == IdleOwner) + "::boolean"
+// the days it covers (a daterange in the zone), clipped to the range; a
+// holder's paths to a seat are merged with range_agg, split by the
+// department the user had on those days, and counted per day with +1/-1
+// events and a running sum. The work is proportional to the versions
+// overlapping the range plus (groups × days), not to holders × days, and
+// every scan is bounded by the range. A day's rows depend only on the
+// versions overlapping that day, whatever the range around it.
+func seatDaySQL(b *sqlBuilder, r dayRange, tzArg, allotmentID, skuID string) string {
+	fromArg, toArg := b.arg(r.from), b.arg(r.to)
 	// dayFloor is the calendar day of an instant; dayCeil the first day
 	// starting at or after it (NULL for NULL: an unbounded end).
 	dayFloor := func(t string) string { return "((" + t + ") AT TIME ZONE " + tzArg + ")::date" }
@@ -259,27 +316,22 @@ func chargebackSQL(p ChargebackParams, tz, policy string) (string, []any) {
 		return "(daterange(" + dayFloor("lower("+v+")") + ", LEAST(" + dayCeil("upper("+v+")") + ", " + dayFloor(next) +
 			")) * (SELECT dr FROM span))"
 	}
-	allotCond, finalCond := "TRUE", "TRUE"
+	allotCond := "TRUE"
 	switch {
-	case p.AllotmentID != "":
+	case allotmentID != "":
 		// Duplicate detection needs the other allotments of the same SKU,
-		// so the allotment filter narrows to its SKU first, to itself last.
-		a := b.arg(p.AllotmentID)
-		allotCond = "av.sku_id IN (SELECT x.sku_id FROM allotment_versions x WHERE x.id = " + a + ")"
-		finalCond = "l.allotment_id = " + a
-		if p.SKUID != "" {
-			allotCond += " AND av.sku_id = " + b.arg(p.SKUID)
+		// so the allotment filter narrows to its SKU here, to itself last.
+		allotCond = "av.sku_id IN (SELECT x.sku_id FROM allotment_versions x WHERE x.id = " + b.arg(allotmentID) + ")"
+		if skuID != "" {
+			allotCond += " AND av.sku_id = " + b.arg(skuID)
 		}
-	case p.SKUID != "":
-		allotCond = "av.sku_id = " + b.arg(p.SKUID)
+	case skuID != "":
+		allotCond = "av.sku_id = " + b.arg(skuID)
 	}
-	q := `
-		WITH days AS MATERIALIZED (
+	return `
+		days AS MATERIALIZED (
 			SELECT g::date AS day,
-			       tstzrange(g AT TIME ZONE ` + tzArg + `, (g + interval '1 day') AT TIME ZONE ` + tzArg + `) AS r,
-			       extract(day FROM date_trunc('month', g) + interval '1 month' - interval '1 day')::bigint AS dim,
-			       date_trunc('month', g) AT TIME ZONE ` + tzArg + ` AS month_start,
-			       (date_trunc('month', g) + interval '1 month') AT TIME ZONE ` + tzArg + ` AS month_end
+			       tstzrange(g AT TIME ZONE ` + tzArg + `, (g + interval '1 day') AT TIME ZONE ` + tzArg + `) AS r
 			FROM generate_series(` + fromArg + `::date::timestamp, ` + toArg + `::date::timestamp, interval '1 day') AS g
 		), span AS MATERIALIZED (
 			SELECT tstzrange(min(lower(r)), max(upper(r))) AS r, daterange(min(day), max(day) + 1) AS dr FROM days
@@ -380,49 +432,171 @@ func chargebackSQL(p ChargebackParams, tz, policy string) (string, []any) {
 			LEFT JOIN (SELECT allotment_id, day, sum(seats) AS held FROM assigned GROUP BY 1, 2) t
 			  USING (allotment_id, day)
 			WHERE al.allotted_units > COALESCE(t.held, 0)
-		)
-		SELECT l.day, lower(d.r), upper(d.r), d.month_start, d.month_end, l.allotment_id, al.sku_id, al.sku_part_number,
-		       l.department, l.idle, l.seats, l.dup_seats, d.dim,
-		       COALESCE(pr.currency, ''), COALESCE(pr.monthly_unit_price::text, ''),
-		       COALESCE(pr.monthly_list_unit_price::text, pr.monthly_unit_price::text, ''),
-		       COALESCE(ow.owner_department, '')
-		FROM lines l
-		JOIN allot al USING (allotment_id, day)
-		JOIN days d USING (day)
-		LEFT JOIN LATERAL (
-			SELECT p.currency, p.monthly_unit_price, p.monthly_list_unit_price
+		)`
+}
+
+// chargebackSQL returns the query of Chargeback's lines and its
+// arguments: the days of closed read from the seat ledger, those of open
+// counted from the history (seatDaySQL), with each day's bounds, the
+// price valid that day and, under the owner policy, the allotment's owner
+// that day; ordered by day, allotment, seat state and department. With
+// sum, the lines of a month that differ only by their day are summed in
+// the query (ChargebackParams.SumDays).
+func chargebackSQL(p ChargebackParams, tz, policy string, closed, open *dayRange, sum bool) (string, []any) {
+	var b sqlBuilder
+	tzArg := b.arg(tz)
+	// Filters on the rows of both sources. The department filter applies
+	// after idle seats are allocated; only without allocation may it go
+	// into the query.
+	var conds []string
+	if p.AllotmentID != "" {
+		conds = append(conds, "allotment_id = "+b.arg(p.AllotmentID))
+	}
+	if p.SKUID != "" {
+		conds = append(conds, "sku_id = "+b.arg(p.SKUID))
+	}
+	if p.Department != "" && policy == IdleUnallocated {
+		conds = append(conds, "department = "+b.arg(p.Department))
+	}
+	cond := "TRUE"
+	if len(conds) > 0 {
+		cond = strings.Join(conds, " AND ")
+	}
+	var ctes, sources []string
+	if closed != nil {
+		sources = append(sources, `
+			SELECT day, allotment_id, sku_id, sku_part_number, department, idle, seats, dup_seats
+			FROM chargeback_seat_days
+			WHERE time_zone = `+tzArg+` AND day BETWEEN `+b.arg(closed.from)+`::date AND `+b.arg(closed.to)+`::date
+			  AND `+cond)
+	}
+	if open != nil {
+		ctes = append(ctes, seatDaySQL(&b, *open, tzArg, p.AllotmentID, p.SKUID))
+		sources = append(sources, `
+			SELECT * FROM (
+				SELECT l.day, l.allotment_id, al.sku_id, al.sku_part_number, l.department, l.idle, l.seats, l.dup_seats
+				FROM lines l
+				JOIN allot al USING (allotment_id, day)
+			) o
+			WHERE `+cond)
+	}
+	ctes = append(ctes, `
+		range_days AS MATERIALIZED (
+			SELECT g::date AS day,
+			       g AT TIME ZONE `+tzArg+` AS day_start, (g + interval '1 day') AT TIME ZONE `+tzArg+` AS day_end,
+			       extract(day FROM date_trunc('month', g) + interval '1 month' - interval '1 day')::bigint AS dim,
+			       date_trunc('month', g) AT TIME ZONE `+tzArg+` AS month_start,
+			       (date_trunc('month', g) + interval '1 month') AT TIME ZONE `+tzArg+` AS month_end
+			FROM generate_series(`+b.arg(p.From)+`::date::timestamp, `+b.arg(p.To)+`::date::timestamp, interval '1 day') AS g
+		), src AS (`+strings.Join(sources, "\n\t\t\tUNION ALL")+`
+		), price_spans AS (
+			-- Each price and the days it is valid: until the SKU's next one.
+			SELECT p.sku_id, p.valid_from, lead(p.valid_from) OVER (PARTITION BY p.sku_id ORDER BY p.valid_from) AS valid_to,
+			       p.currency, p.monthly_unit_price::text AS unit,
+			       COALESCE(p.monthly_list_unit_price::text, p.monthly_unit_price::text) AS list
 			FROM prices p
-			WHERE p.sku_id = al.sku_id AND p.valid_from <= l.day
-			ORDER BY p.valid_from DESC
-			LIMIT 1
-		) pr ON true
-		LEFT JOIN LATERAL (
-			-- The allotment's owner that day (its latest owner version), for
-			-- idle seats under the owner policy.
-			SELECT o.owner_department
-			FROM allotment_owner_versions o
-			WHERE l.idle AND ` + ownerArg + ` AND o.allotment_id = l.allotment_id AND o.valid && d.r
-			ORDER BY lower(o.valid) DESC
-			LIMIT 1
-		) ow ON true
-		WHERE ` + finalCond + `
-		ORDER BY l.day, l.allotment_id, l.idle, l.department`
+		)`)
+	owner := "''"
+	ownerJoin := ""
+	if policy == IdleOwner {
+		owner = "COALESCE(ow.owner_department, '')"
+		ownerJoin = `
+			LEFT JOIN LATERAL (
+				-- The allotment's owner that day (its latest owner version), for
+				-- idle seats.
+				SELECT o.owner_department
+				FROM allotment_owner_versions o
+				WHERE l.idle AND o.allotment_id = l.allotment_id AND o.valid && tstzrange(d.day_start, d.day_end)
+				ORDER BY lower(o.valid) DESC
+				LIMIT 1
+			) ow ON true`
+	}
+	ctes = append(ctes, `
+		priced AS (
+			SELECT l.day, d.day_start, d.day_end, d.month_start, d.month_end, l.allotment_id, l.sku_id, l.sku_part_number,
+			       l.department, l.idle, l.seats, l.dup_seats, d.dim,
+			       COALESCE(pr.currency, '') AS currency, COALESCE(pr.unit, '') AS unit, COALESCE(pr.list, '') AS list,
+			       `+owner+` AS owner
+			FROM src l
+			JOIN range_days d USING (day)
+			LEFT JOIN price_spans pr
+			  ON pr.sku_id = l.sku_id AND pr.valid_from <= l.day AND (pr.valid_to IS NULL OR l.day < pr.valid_to)`+ownerJoin+`
+		)`)
+	q := "WITH" + strings.Join(ctes, ",")
+	if sum {
+		q += `
+		SELECT min(day), min(day_start), max(day_end), month_start, month_end, allotment_id, sku_id, sku_part_number,
+		       department, idle, sum(seats)::bigint, sum(dup_seats)::bigint, dim, currency, unit, list, owner
+		FROM priced
+		GROUP BY month_start, month_end, dim, allotment_id, sku_id, sku_part_number, department, idle, currency, unit, list, owner
+		ORDER BY 1, allotment_id, idle, department`
+	} else {
+		q += `
+		SELECT day, day_start, day_end, month_start, month_end, allotment_id, sku_id, sku_part_number,
+		       department, idle, seats, dup_seats, dim, currency, unit, list, owner
+		FROM priced
+		ORDER BY day, allotment_id, idle, department`
+	}
 	return q, b.args
 }
 
-// price sets the line's exact Cost and ListCost.
-func (l *ChargebackLine) price() error {
+// sumDays merges lines (priced or not yet) that differ only by their day
+// within one month, as ChargebackParams.SumDays says, keeping the order of
+// each merged line's first day.
+func sumDays(lines []ChargebackLine) []ChargebackLine {
+	type key struct {
+		month                          time.Time
+		allot, sku, part, dept, method string
+		idle                           bool
+		currency, unit, list, owner    string
+	}
+	at := map[key]int{}
+	out := lines[:0:0]
+	for _, l := range lines {
+		k := key{l.MonthStart, l.AllotmentID, l.SKUID, l.SKUPartNumber, l.Department, l.AllocationMethod, l.Idle,
+			l.Currency, l.UnitPrice, l.ListUnitPrice, l.owner}
+		i, ok := at[k]
+		if !ok {
+			at[k] = len(out)
+			l.Seats = new(big.Rat).Set(l.Seats)
+			out = append(out, l)
+			continue
+		}
+		m := &out[i]
+		m.Seats.Add(m.Seats, l.Seats)
+		m.DuplicateSeats += l.DuplicateSeats
+		if l.DayEnd.After(m.DayEnd) {
+			m.DayEnd = l.DayEnd
+		}
+	}
+	return out
+}
+
+// price sets the line's exact Cost and ListCost; parsed caches the
+// prices already parsed, by their text.
+func (l *ChargebackLine) price(parsed map[string]*big.Rat) error {
 	l.Cost, l.ListCost = new(big.Rat), new(big.Rat)
 	if !l.Priced() {
 		return nil
 	}
-	unit, ok := new(big.Rat).SetString(l.UnitPrice)
-	if !ok {
-		return fmt.Errorf("chargeback: price %q of sku %q is not a decimal", l.UnitPrice, l.SKUID)
+	parse := func(what, v string) (*big.Rat, error) {
+		if r, ok := parsed[v]; ok {
+			return r, nil
+		}
+		r, ok := new(big.Rat).SetString(v)
+		if !ok {
+			return nil, fmt.Errorf("chargeback: %s %q of sku %q is not a decimal", what, v, l.SKUID)
+		}
+		parsed[v] = r
+		return r, nil
 	}
-	list, ok := new(big.Rat).SetString(l.ListUnitPrice)
-	if !ok {
-		return fmt.Errorf("chargeback: list price %q of sku %q is not a decimal", l.ListUnitPrice, l.SKUID)
+	unit, err := parse("price", l.UnitPrice)
+	if err != nil {
+		return err
+	}
+	list, err := parse("list price", l.ListUnitPrice)
+	if err != nil {
+		return err
 	}
 	perDay := new(big.Rat).Quo(l.Seats, new(big.Rat).SetInt64(l.DaysInMonth))
 	l.Cost.Mul(perDay, unit)
