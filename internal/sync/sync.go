@@ -206,7 +206,9 @@ func (s *Syncer) RunNow(ctx context.Context, force bool) (store.SyncRun, error) 
 // and on Trigger or RunNow, until ctx ends; it returns nil then. When the
 // lock's connection breaks, it stops syncing and waits to lead again. A
 // failed run is retried with jittered exponential backoff (honouring
-// Graph's Retry-After) instead of waiting a full interval.
+// Graph's Retry-After) instead of waiting a full interval. After each
+// successful run it fills the chargeback ledger's newly closed days
+// (fillLedger) before waiting.
 func (s *Syncer) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
 		err := s.store.WithLeaderLock(ctx, leaderLockName, s.lead)
@@ -250,6 +252,9 @@ func (s *Syncer) lead(ctx context.Context) error {
 		default:
 			failures = 0
 		}
+		if err == nil {
+			s.fillLedger(ctx)
+		}
 		// The timer starts at the end of a run, so runs never pile up.
 		t := time.NewTimer(wait)
 		select {
@@ -262,6 +267,43 @@ func (s *Syncer) lead(ctx context.Context) error {
 		case r := <-s.requests:
 			t.Stop()
 			waiting, force = append(waiting, r), r.force
+		}
+	}
+}
+
+// ledgerWindow is how many days back the leader keeps the chargeback
+// ledger filled after each run: two months cover last month's chargeback
+// whenever it is asked. Older days are filled by the first request for
+// them, and kept.
+const ledgerWindow = 62
+
+// ledgerFillTimeout bounds the ledger fill after a run.
+const ledgerFillTimeout = 5 * time.Minute
+
+// fillLedger computes into the chargeback ledger the days the run just
+// closed (and any other closed day of the window it lacks), for UTC and
+// every time zone chargebacks have been asked in, so that requests read
+// them instead of counting them. It runs after the run, outside it: a
+// failure is logged and changes nothing but the first request's time,
+// since Chargeback fills what it lacks itself.
+func (s *Syncer) fillLedger(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, ledgerFillTimeout)
+	defer cancel()
+	zones, err := s.store.ChargebackLedgerZones(ctx)
+	if err != nil {
+		s.log.Warn("chargeback ledger fill failed", "err", err)
+		return
+	}
+	for _, tz := range zones {
+		start := time.Now()
+		n, err := s.store.FillChargebackLedger(ctx, tz, ledgerWindow)
+		if err != nil {
+			s.log.Warn("chargeback ledger fill failed", "time_zone", tz, "err", err)
+			continue
+		}
+		if n > 0 {
+			s.log.Info("chargeback ledger filled", "time_zone", tz, "days", n,
+				"took", time.Since(start).Round(time.Millisecond))
 		}
 	}
 }

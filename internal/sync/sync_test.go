@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/seatledger/seatledger/internal/graph"
 	"github.com/seatledger/seatledger/internal/graphsim"
 	"github.com/seatledger/seatledger/internal/store"
@@ -200,5 +202,75 @@ func TestSyncer_Run(t *testing.T) {
 	}
 	if len(runs) != 2 {
 		t.Errorf("%d sync runs recorded, want 2 (start-up and trigger)", len(runs))
+	}
+}
+
+// TestSyncer_RunFillsChargebackLedger: after each successful run the
+// leader computes the chargeback ledger's closed days of the last two
+// months, for UTC and for every zone chargebacks were asked in, so that a
+// chargeback of last month reads them instead of counting them. RunOnce
+// alone (what tools and the bench call) leaves the ledger alone.
+func TestSyncer_RunFillsChargebackLedger(t *testing.T) {
+	t.Parallel()
+	_, info := startSim(t, nil)
+	dsn := storetest.NewDSN(t)
+	ctx := context.Background()
+	st, err := store.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	ledgerDays := func(tz string) int64 {
+		t.Helper()
+		var n int64
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM chargeback_days WHERE time_zone = $1`, tz).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	s := New(newClient(t, info, info.ClientSecret), st, Options{Interval: time.Hour})
+	if _, err := s.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := ledgerDays("UTC"); n != 0 {
+		t.Errorf("RunOnce filled %d ledger days, want none", n)
+	}
+	// A chargeback in Tokyo of a closed day brings the zone into the
+	// ledger.
+	day := time.Now().UTC().AddDate(0, 0, -2).Format(time.DateOnly)
+	if _, err := st.Chargeback(ctx, store.ChargebackParams{From: day, To: day, TimeZone: "Asia/Tokyo"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := ledgerDays("Asia/Tokyo"); n != 1 {
+		t.Fatalf("%d Tokyo ledger days after a one-day chargeback, want 1", n)
+	}
+
+	results := make(chan store.SyncRun, 10)
+	s.afterRun = func(r store.SyncRun, err error) {
+		if err != nil {
+			t.Errorf("run failed: %v", err)
+		}
+		results <- r
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- s.Run(runCtx) }()
+	<-results // the run at start-up; the loop fills the ledger after it
+	s.Trigger()
+	<-results // so the fill after the first run has finished
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run() = %v after cancel, want nil", err)
+	}
+	for _, tz := range []string{"UTC", "Asia/Tokyo"} {
+		if n := ledgerDays(tz); n != ledgerWindow {
+			t.Errorf("%s: %d ledger days after Run's first run, want the last %d closed days", tz, n, ledgerWindow)
+		}
 	}
 }
