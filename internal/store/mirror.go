@@ -244,24 +244,32 @@ type ListWaitingMembersParams struct {
 func (s *Store) ListWaitingMembers(ctx context.Context, p ListWaitingMembersParams) ([]WaitingMember, error) {
 	var b sqlBuilder
 	valid := b.validAt(p.AsOf)
-	// The queue position counts every member of the allotment, so the
-	// window runs before the filters that are not per allotment.
+	// position is the member's place in its allotment's queue: ordered by
+	// waiting_since (unknown last), then id, among every member of the
+	// allotment, whatever the filters.
+	position := "row_number() OVER (PARTITION BY v.allotment_id ORDER BY v.waiting_since NULLS LAST, v.id)"
 	inner := valid("v")
+	if p.MemberID != "" {
+		// One member (a user's license status asks this on every call):
+		// count the members ahead of it in each of its queues, through
+		// the allotment index, instead of numbering every queue.
+		ahead := func(cond string) string {
+			return "(SELECT count(*) FROM waiting_member_versions o WHERE o.allotment_id = v.allotment_id AND " + valid("o") +
+				" AND " + cond + ")"
+		}
+		position = "1 + CASE WHEN v.waiting_since IS NOT NULL THEN " +
+			ahead("(o.waiting_since, o.id) < (v.waiting_since, v.id)") +
+			" ELSE " + ahead("o.waiting_since IS NOT NULL") + " + " + ahead("o.waiting_since IS NULL AND o.id < v.id") + " END"
+		inner += " AND v.member_id = " + b.arg(p.MemberID)
+	}
 	if p.AllotmentID != "" {
 		inner += " AND v.allotment_id = " + b.arg(p.AllotmentID)
 	}
-	if p.MemberID != "" {
-		// Positions only need the queues this member is in, not every
-		// allotment's (a user's license status asks this on each call).
-		inner += " AND v.allotment_id IN (SELECT x.allotment_id FROM waiting_member_versions x WHERE x.member_id = " +
-			b.arg(p.MemberID) + " AND " + valid("x") + ")"
+	if p.AfterID != "" {
+		b.and("w.id > " + b.arg(p.AfterID))
 	}
-	b.and("w.id > " + b.arg(p.AfterID))
 	if p.SKUID != "" {
 		b.and("al.sku_id = " + b.arg(p.SKUID))
-	}
-	if p.MemberID != "" {
-		b.and("w.member_id = " + b.arg(p.MemberID))
 	}
 	if p.Department != "" {
 		b.and("u.department = " + b.arg(p.Department))
@@ -272,7 +280,7 @@ func (s *Store) ListWaitingMembers(ctx context.Context, p ListWaitingMembersPara
 	q := `
 		WITH w AS (
 			SELECT v.id, v.allotment_id, v.member_id, v.member_type, v.waiting_since, v.raw, lower(v.valid) AS observed_at,
-			       row_number() OVER (PARTITION BY v.allotment_id ORDER BY v.waiting_since NULLS LAST, v.id) AS position
+			       ` + position + ` AS position
 			FROM waiting_member_versions v
 			WHERE ` + inner + `
 		)

@@ -677,6 +677,44 @@ func TestSnapshot_waitingQueueAndSubscriptions(t *testing.T) {
 		t.Errorf("w2's position under a department filter = %d, want 1 (counted over the whole allotment)", list[0].QueuePosition)
 	}
 
+	// Later arrivals, a tie on waiting_since (broken by id) and an unknown
+	// waiting_since (last): a member's own position, asked alone (as the
+	// license status does), is its place in the whole queue, now and as of
+	// an earlier time.
+	applyAt(t, st, t1, snapshot{
+		allotments: []store.Allotment{a1, a2},
+		waiting: []store.WaitingMember{
+			wm("w1", "a1", "u1", t0.Add(-time.Minute)), wm("w2", "a1", "u2", t0.Add(-time.Hour)),
+			wm("w3", "a2", "u3", t0), wm("w4", "a1", "u4", time.Time{}),
+			wm("w0", "a1", "u5", t0.Add(-time.Minute)), wm("w9", "a1", "u6", time.Time{}), wm("w5", "a2", "u7", t0.Add(-time.Second)),
+		},
+		users: []store.User{user("u1", "IT"), user("u2", "Sales")},
+	})
+	for _, tt := range []struct {
+		asOf time.Time
+		want map[string]int // member → position
+	}{
+		{time.Time{}, map[string]int{"u2": 1, "u5": 2, "u1": 3, "u4": 4, "u6": 5, "u7": 1, "u3": 2}},
+		{t0, map[string]int{"u2": 1, "u1": 2, "u4": 3, "u3": 1}},
+	} {
+		all, err := st.ListWaitingMembers(ctx, store.ListWaitingMembersParams{AsOf: tt.asOf})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(all) != len(tt.want) {
+			t.Errorf("as of %v: %d waiting members, want %d", tt.asOf, len(all), len(tt.want))
+		}
+		for _, w := range all {
+			if w.QueuePosition != tt.want[w.MemberID] {
+				t.Errorf("as of %v: %s (member %s) in the whole list at position %d, want %d", tt.asOf, w.ID, w.MemberID, w.QueuePosition, tt.want[w.MemberID])
+			}
+			alone, err := st.ListWaitingMembers(ctx, store.ListWaitingMembersParams{AsOf: tt.asOf, MemberID: w.MemberID})
+			if err != nil || len(alone) != 1 || alone[0].ID != w.ID || alone[0].QueuePosition != w.QueuePosition {
+				t.Errorf("as of %v: member %s asked alone: %+v, %v; want %s at position %d", tt.asOf, w.MemberID, alone, err, w.ID, w.QueuePosition)
+			}
+		}
+	}
+
 	subs, err := st.ListSubscriptions(ctx, store.ListSubscriptionsParams{})
 	if err != nil {
 		t.Fatal(err)
