@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"regexp"
-	"time"
 
 	seatledgerv1 "github.com/seatledger/seatledger/gen/seatledger/v1"
 	"github.com/seatledger/seatledger/internal/graph"
@@ -60,15 +59,8 @@ func (s *allotmentService) ListAllotments(ctx context.Context, req *seatledgerv1
 		rows = rows[:size]
 		resp.NextPageToken = encodePageToken(rows[size-1].ID, filter)
 	}
-	// Owners are few (one per allotment at most): one query for the page.
-	owners, err := s.store.AllotmentOwners(ctx, time.Time{})
-	if err != nil {
-		return nil, err
-	}
 	for _, a := range rows {
-		pa := allotmentToProto(a)
-		pa.OwnerDepartment = owners[a.ID]
-		resp.Allotments = append(resp.Allotments, pa)
+		resp.Allotments = append(resp.Allotments, allotmentToProto(a))
 	}
 	return resp, nil
 }
@@ -82,11 +74,5 @@ func (s *allotmentService) GetAllotment(ctx context.Context, req *seatledgerv1.G
 	if err != nil {
 		return nil, err // mapErrors turns store.ErrNotFound into NOT_FOUND
 	}
-	owner, err := s.store.AllotmentOwner(ctx, a.ID, time.Time{})
-	if err != nil {
-		return nil, err
-	}
-	pa := allotmentToProto(a)
-	pa.OwnerDepartment = owner
-	return pa, nil
+	return allotmentToProto(a), nil
 }

@@ -21,9 +21,10 @@ func allotmentToProto(a store.Allotment) *seatledgerv1.Allotment {
 		ConsumedUnits: a.ConsumedUnits,
 		// Graph can report more consumed than allotted (over-assignment
 		// during a capacity cut); no seat is free then.
-		AvailableUnits: max(a.AllottedUnits-a.ConsumedUnits, 0),
-		AssignableTo:   assigneeTypesToProto(a.AssignableTo),
-		ObserveTime:    timeToProto(a.ObservedAt),
+		AvailableUnits:  max(a.AllottedUnits-a.ConsumedUnits, 0),
+		AssignableTo:    assigneeTypesToProto(a.AssignableTo),
+		ObserveTime:     timeToProto(a.ObservedAt),
+		OwnerDepartment: a.OwnerDepartment,
 	}
 	for _, sv := range a.Services {
 		out.Services = append(out.Services, &seatledgerv1.Service{

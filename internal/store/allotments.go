@@ -44,6 +44,10 @@ type Allotment struct {
 	// (the start of the version's validity). Set by reads; ignored by
 	// ApplyAllotments.
 	ObservedAt time.Time
+	// OwnerDepartment is the department that owned the allotment at the
+	// same time (SetAllotmentOwner), "" when none. Set by reads; ignored
+	// by ApplyAllotments.
+	OwnerDepartment string
 }
 
 // serviceJSON and subscriptionJSON are the stored forms inside
@@ -484,9 +488,18 @@ func diffSubscriptions(ctx context.Context, tx pgx.Tx, at time.Time) (Changes, e
 	return ch, nil
 }
 
-// allotmentColumns are the columns scanAllotment reads, in order.
-const allotmentColumns = `id, sku_id, sku_part_number, allotted_units, consumed_units,
-	assignable_to, services, subscriptions, raw, lower(valid)`
+// allotmentColumns are the columns scanAllotment reads, in order, from
+// allotment_versions aliased v; ownerValid is the condition on the owner
+// version o to read (the one valid at the same time as v's).
+func allotmentColumns(ownerValid string) string {
+	return `v.id, v.sku_id, v.sku_part_number, v.allotted_units, v.consumed_units,
+	v.assignable_to, v.services, v.subscriptions, v.raw, lower(v.valid),
+	COALESCE((SELECT o.owner_department FROM allotment_owner_versions o
+	          WHERE o.allotment_id = v.id AND ` + ownerValid + `), '')`
+}
+
+// currentAllotmentColumns reads current allotments and their current owners.
+var currentAllotmentColumns = allotmentColumns("upper_inf(o.valid)")
 
 func scanAllotment(row pgx.CollectableRow) (Allotment, error) {
 	var (
@@ -494,7 +507,7 @@ func scanAllotment(row pgx.CollectableRow) (Allotment, error) {
 		services, subs []byte
 	)
 	if err := row.Scan(&a.ID, &a.SKUID, &a.SKUPartNumber, &a.AllottedUnits, &a.ConsumedUnits,
-		&a.AssignableTo, &services, &subs, &a.Raw, &a.ObservedAt); err != nil {
+		&a.AssignableTo, &services, &subs, &a.Raw, &a.ObservedAt, &a.OwnerDepartment); err != nil {
 		return Allotment{}, err
 	}
 	a.ObservedAt = a.ObservedAt.UTC()
@@ -539,22 +552,22 @@ func (s *Store) ListAllotments(ctx context.Context, p ListAllotmentsParams) ([]A
 	var rows pgx.Rows
 	switch {
 	case p.SKUID != "":
-		const q = `
-			SELECT ` + allotmentColumns + `
-			FROM allotment_versions
-			WHERE upper_inf(valid)
-			  AND sku_id = $1
-			  AND id > $2
-			ORDER BY id
+		q := `
+			SELECT ` + currentAllotmentColumns + `
+			FROM allotment_versions v
+			WHERE upper_inf(v.valid)
+			  AND v.sku_id = $1
+			  AND v.id > $2
+			ORDER BY v.id
 			LIMIT $3`
 		rows, _ = s.pool.Query(ctx, q, p.SKUID, p.AfterID, p.PageSize)
 	default:
-		const q = `
-			SELECT ` + allotmentColumns + `
-			FROM allotment_versions
-			WHERE upper_inf(valid)
-			  AND id > $1
-			ORDER BY id
+		q := `
+			SELECT ` + currentAllotmentColumns + `
+			FROM allotment_versions v
+			WHERE upper_inf(v.valid)
+			  AND v.id > $1
+			ORDER BY v.id
 			LIMIT $2`
 		rows, _ = s.pool.Query(ctx, q, p.AfterID, p.PageSize)
 	}
@@ -569,11 +582,11 @@ func (s *Store) ListAllotments(ctx context.Context, p ListAllotmentsParams) ([]A
 // id. The error wraps ErrNotFound when the mirror has none (never seen, or
 // gone from Graph).
 func (s *Store) GetAllotment(ctx context.Context, id string) (Allotment, error) {
-	const q = `
-		SELECT ` + allotmentColumns + `
-		FROM allotment_versions
-		WHERE id = $1
-		  AND upper_inf(valid)`
+	q := `
+		SELECT ` + currentAllotmentColumns + `
+		FROM allotment_versions v
+		WHERE v.id = $1
+		  AND upper_inf(v.valid)`
 	rows, _ := s.pool.Query(ctx, q, id)
 	a, err := pgx.CollectExactlyOneRow(rows, scanAllotment)
 	switch err := translate(err); {
@@ -589,11 +602,11 @@ func (s *Store) GetAllotment(ctx context.Context, id string) (Allotment, error) 
 // it at time at: the version whose validity contains at. The error wraps
 // ErrNotFound when there is none (not yet seen at that time, or gone).
 func (s *Store) AllotmentAsOf(ctx context.Context, id string, at time.Time) (Allotment, error) {
-	const q = `
-		SELECT ` + allotmentColumns + `
-		FROM allotment_versions
-		WHERE id = $1
-		  AND valid @> $2::timestamptz`
+	q := `
+		SELECT ` + allotmentColumns("o.valid @> $2::timestamptz") + `
+		FROM allotment_versions v
+		WHERE v.id = $1
+		  AND v.valid @> $2::timestamptz`
 	rows, _ := s.pool.Query(ctx, q, id, at)
 	a, err := pgx.CollectExactlyOneRow(rows, scanAllotment)
 	switch err := translate(err); {

@@ -89,20 +89,3 @@ func (s *Store) AllotmentOwners(ctx context.Context, asOf time.Time) (map[string
 	}
 	return out, nil
 }
-
-// AllotmentOwner returns the department owning allotment allotmentID at
-// asOf (now when zero), or "" when it had none.
-func (s *Store) AllotmentOwner(ctx context.Context, allotmentID string, asOf time.Time) (string, error) {
-	var b sqlBuilder
-	b.and(b.validAt(asOf)("v"))
-	b.and("v.allotment_id = " + b.arg(allotmentID))
-	q := `SELECT v.owner_department FROM allotment_owner_versions v WHERE ` + b.where()
-	var dept string
-	switch err := s.pool.QueryRow(ctx, q, b.args...).Scan(&dept); {
-	case errors.Is(err, pgx.ErrNoRows):
-		return "", nil
-	case err != nil:
-		return "", fmt.Errorf("get owner of allotment %q: %w", allotmentID, translate(err))
-	}
-	return dept, nil
-}
