@@ -22,6 +22,9 @@ type mirrored struct {
 	// firstObserved adds first_observed_at: the lower bound of the key's
 	// earliest version, or the run's time for a key never seen before.
 	firstObserved bool
+	// provisional means the versions table has a provisional column (and
+	// a raw value): see settleSQL.
+	provisional bool
 }
 
 var (
@@ -30,6 +33,7 @@ var (
 		keys:          []string{"id"},
 		values:        []string{"allotment_id", "assignee_id", "assignee_type", "disabled_plan_ids", "raw"},
 		firstObserved: true,
+		provisional:   true,
 	}
 	mirrorWaitingMembers = mirrored{
 		name: "waiting_members", versions: "waiting_member_versions", stage: "stage_waiting_members",
@@ -134,6 +138,30 @@ func (m mirrored) closeSQL(stale string) string {
 		FROM stale`
 }
 
+// settleSQL settles the provisional current versions that the stage
+// observes unchanged: a provisional version holds, as raw, the answer
+// Graph gave to seatledger's own write, not the shape the sync lists; when
+// its other values equal the staged row's, it takes the staged raw in
+// place and loses its mark, so the difference in raw alone opens no
+// version. Any other difference versions it as usual. $1 is the snapshot.
+func (m mirrored) settleSQL() string {
+	var other []string
+	for _, v := range m.values {
+		if v != "raw" {
+			other = append(other, v)
+		}
+	}
+	return `
+		UPDATE ` + m.versions + ` v
+		SET raw = s.raw, provisional = false
+		FROM ` + m.stage + ` s
+		WHERE s.snapshot_id = $1
+		  AND ` + m.keyMatch("s", "v") + `
+		  AND upper_inf(v.valid)
+		  AND v.provisional
+		  AND (` + cols("s", other) + `) IS NOT DISTINCT FROM (` + cols("v", other) + `)`
+}
+
 // merge makes the current versions equal to the staged rows: changed keys
 // get their version closed and a new one opened, new keys a version, and
 // unchanged keys nothing written. With full, current keys absent from the
@@ -145,7 +173,15 @@ func (m mirrored) closeSQL(stale string) string {
 // than anything the run read: merge leaves it alone, neither closing a
 // version opened after the run began nor reopening one closed after it.
 // The next run sees the key as Graph has it then.
+//
+// Provisional versions are settled first (see settleSQL), so they count
+// as unchanged.
 func (m mirrored) merge(ctx context.Context, tx pgx.Tx, snap int64, at time.Time, full bool, staged int64) (Changes, error) {
+	if m.provisional {
+		if _, err := tx.Exec(ctx, m.settleSQL(), snap); err != nil {
+			return Changes{}, fmt.Errorf("settle provisional %s versions: %w", m.name, err)
+		}
+	}
 	var stale string
 	if full {
 		stale = `
