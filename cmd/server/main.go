@@ -143,12 +143,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		MaxRemoveFraction: cfg.SyncMaxRemove,
 		Logger:            log.With("component", "sync"),
 	})
+	completions := api.NewCompletions()
 	grpcServer := api.NewGRPCServer(api.Deps{
-		Store:  st,
-		Graph:  gc,
-		Sync:   syncer,
-		Auth:   authn,
-		Logger: log.With("component", "api"),
+		Store:       st,
+		Graph:       gc,
+		Sync:        syncer,
+		Auth:        authn,
+		Logger:      log.With("component", "api"),
+		Completions: completions,
 	})
 
 	grpcLis, err := net.Listen("tcp", cfg.GRPCAddr)
@@ -183,6 +185,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		defer cancel()
 		err := httpServer.Shutdown(sctx) // stop accepting, drain REST calls
 		stopGRPC(sctx, grpcServer)       // then drain RPCs
+		// Then what writes complete after answering.
+		if cerr := completions.Close(sctx); cerr != nil {
+			log.Warn("write completions cut short by the shutdown timeout; the next sync corrects the mirror", "err", cerr)
+		}
 		return err
 	})
 	log.Info("serving", "grpc_addr", grpcLis.Addr().String(), "http_addr", httpLis.Addr().String())

@@ -565,4 +565,12 @@ func TestWrites_TimeoutThenRetry(t *testing.T) {
 	if got := simAssignmentsOf(sim, wGroup); len(got) != 1 {
 		t.Errorf("simulator holds %v for the group, want 1", got)
 	}
+	// Graph's answers to the device's and the group's creates are not the
+	// shape the sync lists: the next sync still finds both unchanged.
+	run := svc.runSync(t)
+	for _, c := range run.GetEntityCounts() {
+		if c.GetEntity() == "assignments" && (c.GetAdded() != 0 || c.GetChanged() != 0 || c.GetRemoved() != 0) {
+			t.Errorf("sync after the device and group writes counted %v; want all unchanged", c)
+		}
+	}
 }

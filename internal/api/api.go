@@ -40,6 +40,10 @@ type Deps struct {
 	// control off (the server says so in its log).
 	Auth   auth.Authenticator
 	Logger *slog.Logger // nil discards
+	// Completions runs what writes complete after answering; Close it
+	// after the server stopped, so that shutdown waits for them. Nil: the
+	// server makes its own, which nothing waits for.
+	Completions *Completions
 }
 
 // NewGRPCServer returns a gRPC server with every seatledger service, the
@@ -65,7 +69,11 @@ func NewGRPCServer(d Deps) *grpc.Server {
 	seatledgerv1.RegisterAllotmentServiceServer(s, &allotmentService{store: d.Store, graph: d.Graph, log: log})
 	seatledgerv1.RegisterSyncServiceServer(s, &syncService{store: d.Store, runner: d.Sync})
 	seatledgerv1.RegisterSubscriptionServiceServer(s, &subscriptionService{store: d.Store})
-	seatledgerv1.RegisterAssignmentServiceServer(s, &assignmentService{store: d.Store, graph: d.Graph, log: log})
+	after := d.Completions
+	if after == nil {
+		after = NewCompletions()
+	}
+	seatledgerv1.RegisterAssignmentServiceServer(s, &assignmentService{store: d.Store, graph: d.Graph, log: log, after: after})
 	seatledgerv1.RegisterWaitingMemberServiceServer(s, &waitingMemberService{store: d.Store})
 	seatledgerv1.RegisterAssignmentErrorServiceServer(s, &assignmentErrorService{store: d.Store})
 	seatledgerv1.RegisterUserServiceServer(s, &userService{store: d.Store, graph: d.Graph, log: log})

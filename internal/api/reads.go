@@ -248,6 +248,7 @@ type assignmentService struct {
 	store *store.Store
 	graph *graph.Client
 	log   *slog.Logger
+	after *Completions // what writes complete after answering (writes.go)
 }
 
 // ListAssignments implements seatledger.v1.AssignmentService.ListAssignments.

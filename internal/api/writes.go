@@ -675,7 +675,7 @@ func (s *assignmentService) create(ctx context.Context, req *seatledgerv1.Create
 		for _, a := range all {
 			ids = append(ids, a.ID)
 		}
-		found, ok, err := s.readBack(ctx, who, ids)
+		found, ok, err := s.readBack(context.WithoutCancel(ctx), who, ids)
 		if err != nil {
 			return nil, unknownOutcome(err)
 		}
@@ -702,7 +702,7 @@ func (s *assignmentService) create(ctx context.Context, req *seatledgerv1.Create
 	switch {
 	case err != nil && graph.OutcomeUnknown(err):
 		s.log.WarnContext(ctx, "graph create outcome unknown; reading back", "request_id", call.event.RequestID, "err", err)
-		found, ok, rerr := s.readBack(ctx, who, []string{p.allotment.ID})
+		found, ok, rerr := s.readBack(context.WithoutCancel(ctx), who, []string{p.allotment.ID})
 		if rerr != nil {
 			return nil, unknownOutcome(rerr)
 		}
@@ -716,7 +716,7 @@ func (s *assignmentService) create(ctx context.Context, req *seatledgerv1.Create
 	case err != nil:
 		return nil, s.withAlternatives(ctx, err, p.allotment)
 	}
-	return s.created(ctx, p, a, who.kind == store.KindUser)
+	return s.created(ctx, p, a, true)
 }
 
 // withAlternatives adds, to Graph's refusal for lack of seats (the mirror
@@ -765,9 +765,11 @@ func errorSummary(err error) string {
 }
 
 // readBack looks in Graph for the assignee's assignment from one of the
-// allotments, with its own deadline (the caller's may be spent).
+// allotments, giving up after readBackTimeout or when ctx ends (callers
+// answering a request pass it without its end: the caller's deadline may
+// be spent).
 func (s *assignmentService) readBack(ctx context.Context, who assignee, allotmentIDs []string) (graph.Assignment, bool, error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readBackTimeout)
+	ctx, cancel := context.WithTimeout(ctx, readBackTimeout)
 	defer cancel()
 	seq := s.graph.Assignments(ctx)
 	if who.kind == store.KindUser {
@@ -785,37 +787,100 @@ func (s *assignmentService) readBack(ctx context.Context, who assignee, allotmen
 }
 
 // created writes a new assignment through to the mirror and builds the
-// response. fetchRaw re-reads a user's assignment in the shape the sync
-// stores (so the next sync finds it unchanged).
-func (s *assignmentService) created(ctx context.Context, p plannedCreate, a graph.Assignment, fetchRaw bool) (*seatledgerv1.CreateAssignmentResponse, error) {
-	// The allotment's units are refreshed from Graph while the assignment
-	// is read back: two Graph round trips at once, not one after the
-	// other (the write proxy's latency is Graph's, so this is its cost).
-	refreshed := make(chan struct{})
-	go func() {
-		defer close(refreshed)
-		s.refreshAllotment(ctx, p.allotment.ID)
-	}()
-	defer func() { <-refreshed }()
-	if a.ID == "" || fetchRaw {
-		if found, ok, err := s.readBack(ctx, p.who, []string{p.allotment.ID}); err == nil && ok && (a.ID == "" || found.ID == a.ID) {
-			a = found
-		} else if a.ID == "" {
+// response. answered means a is Graph's answer to this attempt's POST;
+// otherwise a was found by reading Graph back.
+//
+// The caller hears back after one Graph round trip (the POST): Graph's
+// answer is recorded at once, marked provisional (it is not the shape the
+// sync stores), and the seat it takes is counted in the allotment's
+// consumed units, in one transaction. What needs Graph again completes
+// after the answer (see complete). A group's seats are Graph's to count
+// as it processes the members, so for a group the allotment is read
+// before answering, as it is after a read-back (rare paths, where the
+// mirror may have counted the assignment already).
+func (s *assignmentService) created(ctx context.Context, p plannedCreate, a graph.Assignment, answered bool) (*seatledgerv1.CreateAssignmentResponse, error) {
+	if a.ID == "" {
+		// Graph's answer omitted the id: only reading back tells it.
+		found, ok, err := s.readBack(context.WithoutCancel(ctx), p.who, []string{p.allotment.ID})
+		if err != nil || !ok {
 			return nil, unknownOutcome(fmt.Errorf("graph created an assignment without telling its id: %w", err))
 		}
+		a, answered = found, false
 	}
 	rec := store.Assignment{ID: a.ID, AllotmentID: p.allotment.ID, AssigneeID: p.who.id, AssigneeType: p.who.kind,
 		DisabledPlanIDs: a.DisabledServicePlanIDs, Raw: a.Raw}
 	out := assignmentToProto(rec)
-	if stored, err := s.recordAssignment(ctx, rec); err == nil {
-		out = assignmentToProto(stored)
+	if answered && p.who.kind != store.KindGroup {
+		if stored, err := s.recordCreated(ctx, rec, 1); err == nil {
+			out = assignmentToProto(stored)
+		}
+		s.after.Go(ctx, func(ctx context.Context) { s.complete(ctx, p, rec) })
+	} else {
+		// Read the allotment while recording: the units are in the mirror
+		// when the caller hears back.
+		refreshed := make(chan struct{})
+		go func() {
+			defer close(refreshed)
+			s.refreshAllotment(context.WithoutCancel(ctx), p.allotment.ID)
+		}()
+		var stored store.Assignment
+		var err error
+		if answered {
+			stored, err = s.recordCreated(ctx, rec, 0)
+		} else {
+			stored, err = s.recordAssignment(ctx, rec)
+		}
+		if err == nil {
+			out = assignmentToProto(stored)
+		}
+		<-refreshed
 	}
-	<-refreshed // the units are in the mirror when the caller hears back
 	al := allotmentToProto(p.allotment)
 	al.OwnerDepartment = p.owner
 	return &seatledgerv1.CreateAssignmentResponse{
 		Assignment: out, Allotment: al, AllotmentChoiceReason: p.reason, AllotmentChoiceDetail: p.detail,
 	}, nil
+}
+
+// complete finishes a create after its answer, both reads at once: the
+// allotment's true units replace the estimate, and a user's assignment,
+// read back in the shape the sync stores, settles the provisional version
+// in place (a group's or a device's would need the tenant's whole listing;
+// the next sync settles those). Failures are logged: the next sync does
+// the same.
+func (s *assignmentService) complete(ctx context.Context, p plannedCreate, rec store.Assignment) {
+	var wg sync.WaitGroup
+	wg.Go(func() { s.refreshAllotment(ctx, p.allotment.ID) })
+	if p.who.kind == store.KindUser {
+		wg.Go(func() { s.settle(ctx, p.who, rec) })
+	}
+	wg.Wait()
+}
+
+// settle reads a created assignment back and settles its provisional
+// version with it.
+func (s *assignmentService) settle(ctx context.Context, who assignee, rec store.Assignment) {
+	found, ok, err := s.readBack(ctx, who, []string{rec.AllotmentID})
+	if err == nil && ok && found.ID == rec.ID {
+		rec.DisabledPlanIDs, rec.Raw = found.DisabledServicePlanIDs, found.Raw
+		_, err = s.store.SettleAssignment(ctx, rec)
+	}
+	if err != nil {
+		s.log.WarnContext(ctx, "created assignment not read back; the next sync will settle it", "assignment_id", rec.ID, "err", err)
+	}
+}
+
+// recordCreated writes a created assignment through to the mirror from
+// Graph's answer, counting seats in its allotment; a failure is logged,
+// not returned: Graph made the change, and the next sync records it.
+func (s *assignmentService) recordCreated(ctx context.Context, a store.Assignment, seats int32) (store.Assignment, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordWriteTimeout)
+	defer cancel()
+	stored, err := s.store.RecordCreatedAssignment(ctx, a, seats, time.Now())
+	if err != nil {
+		s.log.ErrorContext(ctx, "assignment not written through to the mirror; the next sync will record it", "assignment_id", a.ID, "err", err)
+	}
+	return stored, err
 }
 
 // recordAssignment writes through to the mirror; a failure is logged,
@@ -832,9 +897,10 @@ func (s *assignmentService) recordAssignment(ctx context.Context, a store.Assign
 
 // refreshAllotment re-reads an allotment's units from Graph after a write
 // and records them, so that free seats are right before the next sync.
-// Best effort: a failure is logged; the next sync corrects the counts.
+// Best effort: a failure is logged; the next sync corrects the counts. It
+// gives up when ctx ends or after recordWriteTimeout.
 func (s *assignmentService) refreshAllotment(ctx context.Context, id string) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordWriteTimeout)
+	ctx, cancel := context.WithTimeout(ctx, recordWriteTimeout)
 	defer cancel()
 	a, err := s.graph.GetAllotment(ctx, id)
 	if err == nil {
@@ -842,6 +908,81 @@ func (s *assignmentService) refreshAllotment(ctx context.Context, id string) {
 	}
 	if err != nil {
 		s.log.WarnContext(ctx, "allotment units not refreshed after a write; the next sync will", "allotment_id", id, "err", err)
+	}
+}
+
+// Completions runs the parts of writes that complete after the caller
+// has its answer (reading Graph back to replace estimates), each bounded
+// by completionTimeout, and lets shutdown wait for them. The zero value
+// is not usable: use NewCompletions.
+type Completions struct {
+	ctx    context.Context // ends when Close gives up waiting
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
+	// hold, when set (by tests), makes every completion wait for it to be
+	// closed before it starts.
+	hold chan struct{}
+}
+
+// completionTimeout bounds one write's completion.
+const completionTimeout = 30 * time.Second
+
+// NewCompletions returns a Completions ready to run work.
+func NewCompletions() *Completions {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Completions{ctx: ctx, cancel: cancel}
+}
+
+// Go runs f in its own goroutine with a context that keeps reqCtx's
+// values but not its end: it ends after completionTimeout, or when Close
+// gives up waiting. After Close, f runs before Go returns.
+func (c *Completions) Go(reqCtx context.Context, f func(ctx context.Context)) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(reqCtx), completionTimeout)
+	c.mu.Lock()
+	closed := c.closed
+	if !closed {
+		c.wg.Add(1)
+	}
+	c.mu.Unlock()
+	if closed {
+		defer cancel()
+		f(ctx)
+		return
+	}
+	stop := context.AfterFunc(c.ctx, cancel)
+	go func() {
+		defer c.wg.Done()
+		defer cancel()
+		defer stop()
+		if c.hold != nil {
+			select {
+			case <-c.hold:
+			case <-ctx.Done():
+			}
+		}
+		f(ctx)
+	}()
+}
+
+// Close waits for the pending completions. If ctx ends first it cancels
+// them, waits for them to return, and returns ctx's error. Completions
+// started after Close run in their caller's goroutine.
+func (c *Completions) Close(ctx context.Context) error {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	done := make(chan struct{})
+	go func() { c.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		c.cancel()
+		return nil
+	case <-ctx.Done():
+		c.cancel()
+		<-done
+		return fmt.Errorf("wait for write completions: %w", ctx.Err())
 	}
 }
 
@@ -902,7 +1043,7 @@ func (s *assignmentService) updateAssignment(ctx context.Context, req *seatledge
 	rec.Raw = nil
 	if cur.AssigneeType == store.KindUser {
 		who := assignee{id: cur.AssigneeID, kind: store.KindUser}
-		if found, ok, err := s.readBack(ctx, who, []string{cur.AllotmentID}); err == nil && ok && found.ID == cur.ID {
+		if found, ok, err := s.readBack(context.WithoutCancel(ctx), who, []string{cur.AllotmentID}); err == nil && ok && found.ID == cur.ID {
 			rec.DisabledPlanIDs, rec.Raw = found.DisabledServicePlanIDs, found.Raw
 		}
 	}
@@ -961,7 +1102,7 @@ func (s *assignmentService) deleteAssignment(ctx context.Context, req *seatledge
 		s.log.ErrorContext(ctx, "assignment removal not written through to the mirror; the next sync will record it",
 			"assignment_id", req.GetId(), "err", err)
 	}
-	s.refreshAllotment(ctx, cur.AllotmentID)
+	s.refreshAllotment(context.WithoutCancel(ctx), cur.AllotmentID)
 	return nil
 }
 
