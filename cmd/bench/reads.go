@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
 	seatledgerv1 "github.com/seatledger/seatledger/gen/seatledger/v1"
@@ -103,6 +104,56 @@ func (b *bareServer) GetLicenseStatus(context.Context, *seatledgerv1.GetLicenseS
 	return b.license, nil
 }
 
+// storeBareServer is bareServer that first makes the store reads
+// seatledger's handler makes for the call (and discards them): grpc-go
+// plus the database work, without seatledger's access control,
+// interceptors and conversions. Its distance to bareServer is what the
+// database costs; seatledger's distance to it is seatledger's own.
+type storeBareServer struct {
+	*bareServer
+	st     *store.Store
+	target readTarget
+}
+
+func (b *storeBareServer) GetAllotment(ctx context.Context, req *seatledgerv1.GetAllotmentRequest) (*seatledgerv1.Allotment, error) {
+	if _, err := b.st.GetAllotment(ctx, req.GetId()); err != nil {
+		return nil, err
+	}
+	return b.allotment, nil
+}
+
+func (b *storeBareServer) ListAssignments(ctx context.Context, req *seatledgerv1.ListAssignmentsRequest) (*seatledgerv1.ListAssignmentsResponse, error) {
+	// One row more than the page, as the handler asks, to know whether a
+	// next page exists.
+	if _, err := b.st.ListAssignments(ctx, store.ListAssignmentsParams{PageSize: int(req.GetPageSize()) + 1}); err != nil {
+		return nil, err
+	}
+	return b.assignments, nil
+}
+
+func (b *storeBareServer) GetLicenseStatus(ctx context.Context, req *seatledgerv1.GetLicenseStatusRequest) (*seatledgerv1.LicenseStatus, error) {
+	u, err := b.st.GetUser(ctx, req.GetUser(), time.Time{})
+	if err != nil {
+		return nil, err
+	}
+	// The handler's four reads, at once as it makes them.
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { _, err := b.st.UserSeats(gctx, u.ID, time.Time{}); return err })
+	g.Go(func() error {
+		_, err := b.st.ListWaitingMembers(gctx, store.ListWaitingMembersParams{PageSize: 101, MemberID: u.ID})
+		return err
+	})
+	g.Go(func() error {
+		_, err := b.st.ListAssignmentErrors(gctx, store.ListAssignmentErrorsParams{PageSize: 101, UserID: u.ID})
+		return err
+	})
+	g.Go(func() error { _, err := b.st.LastSuccessfulSyncRun(gctx); return err })
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return b.license, nil
+}
+
 // readTarget is the ids the read benchmark asks for.
 type readTarget struct{ allotment, user string }
 
@@ -168,10 +219,10 @@ func storeBreakdown(ctx context.Context, st *store.Store, target readTarget) (st
 	return strings.Join(parts, ", "), nil
 }
 
-// readFigures is one read call's three load tests.
+// readFigures is one read call's four load tests.
 type readFigures struct {
-	call             string
-	bare, grpc, rest load
+	call                      string
+	bare, withStore, grpc, rest load
 }
 
 // benchReads load-tests GetAllotment, ListAssignments (page size 100) and
@@ -197,24 +248,43 @@ func benchReads(ctx context.Context, inst *instance, target readTarget, d time.D
 	if bare.license, err = users.GetLicenseStatus(ctx, licReq); err != nil {
 		return nil, fmt.Errorf("GetLicenseStatus: %w", err)
 	}
-	bs := grpc.NewServer()
-	seatledgerv1.RegisterAllotmentServiceServer(bs, bare)
-	seatledgerv1.RegisterAssignmentServiceServer(bs, bare)
-	seatledgerv1.RegisterUserServiceServer(bs, bare)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("bare server: %w", err)
+	serve := func(srv interface {
+		seatledgerv1.AllotmentServiceServer
+		seatledgerv1.AssignmentServiceServer
+		seatledgerv1.UserServiceServer
+	}) (*grpc.ClientConn, func(), error) {
+		bs := grpc.NewServer()
+		seatledgerv1.RegisterAllotmentServiceServer(bs, srv)
+		seatledgerv1.RegisterAssignmentServiceServer(bs, srv)
+		seatledgerv1.RegisterUserServiceServer(bs, srv)
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, nil, fmt.Errorf("bare server: %w", err)
+		}
+		go bs.Serve(lis)
+		conn, err := dial(lis.Addr().String(), inst.token)
+		if err != nil {
+			bs.Stop()
+			return nil, nil, err
+		}
+		return conn, func() { conn.Close(); bs.Stop() }, nil
 	}
-	go bs.Serve(lis)
-	defer bs.Stop()
-	bconn, err := dial(lis.Addr().String(), inst.token)
+	bconn, stopBare, err := serve(bare)
 	if err != nil {
 		return nil, err
 	}
-	defer bconn.Close()
+	defer stopBare()
+	sconn, stopStoreBare, err := serve(&storeBareServer{bareServer: bare, st: inst.st, target: target})
+	if err != nil {
+		return nil, err
+	}
+	defer stopStoreBare()
 	bAllotments := seatledgerv1.NewAllotmentServiceClient(bconn)
 	bAssignments := seatledgerv1.NewAssignmentServiceClient(bconn)
 	bUsers := seatledgerv1.NewUserServiceClient(bconn)
+	sAllotments := seatledgerv1.NewAllotmentServiceClient(sconn)
+	sAssignments := seatledgerv1.NewAssignmentServiceClient(sconn)
+	sUsers := seatledgerv1.NewUserServiceClient(sconn)
 
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConns: 2 * readConcurrency, MaxIdleConnsPerHost: 2 * readConcurrency}}
 	defer hc.CloseIdleConnections()
@@ -240,20 +310,23 @@ func benchReads(ctx context.Context, inst *instance, target readTarget, d time.D
 		}
 	}
 	type calls struct {
-		name             string
-		bare, grpc, rest func(context.Context) error
+		name                        string
+		bare, withStore, grpc, rest func(context.Context) error
 	}
 	all := []calls{
 		{"GetAllotment",
 			func(ctx context.Context) error { _, err := bAllotments.GetAllotment(ctx, getReq); return err },
+			func(ctx context.Context) error { _, err := sAllotments.GetAllotment(ctx, getReq); return err },
 			func(ctx context.Context) error { _, err := allotments.GetAllotment(ctx, getReq); return err },
 			rest("/v1/allotments/" + target.allotment)},
 		{"ListAssignments(100)",
 			func(ctx context.Context) error { _, err := bAssignments.ListAssignments(ctx, listReq); return err },
+			func(ctx context.Context) error { _, err := sAssignments.ListAssignments(ctx, listReq); return err },
 			func(ctx context.Context) error { _, err := assignments.ListAssignments(ctx, listReq); return err },
 			rest("/v1/assignments?page_size=100")},
 		{"GetLicenseStatus",
 			func(ctx context.Context) error { _, err := bUsers.GetLicenseStatus(ctx, licReq); return err },
+			func(ctx context.Context) error { _, err := sUsers.GetLicenseStatus(ctx, licReq); return err },
 			func(ctx context.Context) error { _, err := users.GetLicenseStatus(ctx, licReq); return err },
 			rest("/v1/users/" + target.user + "/license-status")},
 	}
@@ -266,14 +339,15 @@ func benchReads(ctx context.Context, inst *instance, target readTarget, d time.D
 	for _, c := range all {
 		f := readFigures{call: c.name}
 		f.bare = runLoad(ctx, readConcurrency, d, c.bare)
+		f.withStore = runLoad(ctx, readConcurrency, d, c.withStore)
 		f.grpc = runLoad(ctx, readConcurrency, d, c.grpc)
 		f.rest = runLoad(ctx, readConcurrency, d, c.rest)
-		for _, l := range []load{f.bare, f.grpc, f.rest} {
+		for _, l := range []load{f.bare, f.withStore, f.grpc, f.rest} {
 			if l.err != nil {
 				return nil, fmt.Errorf("%s: %w", c.name, l.err)
 			}
 		}
-		logf("reads: %s bare %.0f/s, gRPC %.0f/s, REST %.0f/s", c.name, f.bare.rps, f.grpc.rps, f.rest.rps)
+		logf("reads: %s bare %.0f/s, bare with the store reads %.0f/s, gRPC %.0f/s, REST %.0f/s", c.name, f.bare.rps, f.withStore.rps, f.grpc.rps, f.rest.rps)
 		out = append(out, f)
 	}
 	return out, nil
