@@ -221,7 +221,7 @@ func storeBreakdown(ctx context.Context, st *store.Store, target readTarget) (st
 
 // readFigures is one read call's four load tests.
 type readFigures struct {
-	call                      string
+	call                        string
 	bare, withStore, grpc, rest load
 }
 
