@@ -47,7 +47,38 @@ CREATE TABLE chargeback_seat_days (
     FOREIGN KEY (time_zone, day) REFERENCES chargeback_days (time_zone, day) ON DELETE CASCADE
 );
 
+-- The months all of whose days are in the ledger, per time zone, and their
+-- sums: one row per month, allotment, SKU, seat state and department with
+-- the seat-days of its days (seats summed over them) and the first and last
+-- of those days. A month's chargeback reads these instead of its days when
+-- the month's price is the same all month (no price starts after its
+-- first day) and the idle seats need no daily owner.
+CREATE TABLE chargeback_months (
+    time_zone   text        NOT NULL,
+    month       date        NOT NULL CHECK (extract(day FROM month) = 1),
+    computed_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (time_zone, month)
+);
+
+CREATE TABLE chargeback_seat_months (
+    time_zone       text             NOT NULL,
+    month           date             NOT NULL,
+    allotment_id    text COLLATE "C" NOT NULL,
+    sku_id          text             NOT NULL,
+    sku_part_number text             NOT NULL,
+    department      text             NOT NULL,
+    idle            boolean          NOT NULL,
+    seat_days       bigint           NOT NULL CHECK (seat_days > 0),
+    dup_seat_days   bigint           NOT NULL CHECK (dup_seat_days >= 0),
+    first_day       date             NOT NULL,
+    last_day        date             NOT NULL,
+    PRIMARY KEY (time_zone, month, allotment_id, idle, department, sku_id, sku_part_number),
+    FOREIGN KEY (time_zone, month) REFERENCES chargeback_months (time_zone, month) ON DELETE CASCADE
+);
+
 -- +goose Down
 
+DROP TABLE chargeback_seat_months;
+DROP TABLE chargeback_months;
 DROP TABLE chargeback_seat_days;
 DROP TABLE chargeback_days;

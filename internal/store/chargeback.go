@@ -184,7 +184,10 @@ func (s *Store) chargeback(ctx context.Context, p ChargebackParams, live bool) (
 		return Chargeback{}, fmt.Errorf("chargeback: unknown idle policy %q", p.IdlePolicy)
 	}
 
-	var closed, open *dayRange
+	var (
+		closed *closedPart
+		open   *dayRange
+	)
 	if live {
 		open = &dayRange{p.From, p.To}
 	} else if closed, open, err = s.splitClosed(ctx, tz, from, to); err != nil {
@@ -442,7 +445,7 @@ func seatDaySQL(b *sqlBuilder, r dayRange, tzArg, allotmentID, skuID string) str
 // that day; ordered by day, allotment, seat state and department. With
 // sum, the lines of a month that differ only by their day are summed in
 // the query (ChargebackParams.SumDays).
-func chargebackSQL(p ChargebackParams, tz, policy string, closed, open *dayRange, sum bool) (string, []any) {
+func chargebackSQL(p ChargebackParams, tz, policy string, closed *closedPart, open *dayRange, sum bool) (string, []any) {
 	var b sqlBuilder
 	tzArg := b.arg(tz)
 	// Filters on the rows of both sources. The department filter applies
@@ -462,33 +465,69 @@ func chargebackSQL(p ChargebackParams, tz, policy string, closed, open *dayRange
 	if len(conds) > 0 {
 		cond = strings.Join(conds, " AND ")
 	}
+	// Each source gives rows (first_day, last_day, allotment_id, sku_id,
+	// sku_part_number, department, idle, seats, dup_seats): seats summed
+	// over the days first_day..last_day of one month, all at one price.
 	var ctes, sources []string
-	if closed != nil {
+	const seatCols = `allotment_id, sku_id, sku_part_number, department, idle`
+	if closed != nil && !sum {
 		sources = append(sources, `
-			SELECT day, allotment_id, sku_id, sku_part_number, department, idle, seats, dup_seats
+			SELECT day AS first_day, day AS last_day, `+seatCols+`, seats, dup_seats
 			FROM chargeback_seat_days
-			WHERE time_zone = `+tzArg+` AND day BETWEEN `+b.arg(closed.from)+`::date AND `+b.arg(closed.to)+`::date
+			WHERE time_zone = `+tzArg+` AND day BETWEEN `+b.arg(closed.r.from)+`::date AND `+b.arg(closed.r.to)+`::date
 			  AND `+cond)
+	}
+	if closed != nil && sum {
+		// Whole months at one price read their sums; idle seats under the
+		// owner policy need each day's owner, so they read their days.
+		idle := ""
+		if policy == IdleOwner {
+			idle = " AND NOT idle"
+		}
+		if len(closed.months) > 0 {
+			sources = append(sources, `
+			SELECT first_day, last_day, `+seatCols+`, seat_days AS seats, dup_seat_days AS dup_seats
+			FROM chargeback_seat_months
+			WHERE time_zone = `+tzArg+` AND month = ANY (`+b.arg(closed.months)+`::date[]) AND `+cond+idle)
+		}
+		days := closed.days
+		if policy == IdleOwner && len(closed.months) > 0 {
+			var monthDays []time.Time
+			for _, m := range closed.months {
+				for d := m; d.Month() == m.Month(); d = d.AddDate(0, 0, 1) {
+					monthDays = append(monthDays, d)
+				}
+			}
+			sources = append(sources, `
+			SELECT day AS first_day, day AS last_day, `+seatCols+`, seats, dup_seats
+			FROM chargeback_seat_days
+			WHERE time_zone = `+tzArg+` AND day = ANY (`+b.arg(monthDays)+`::date[]) AND idle AND `+cond)
+		}
+		if len(days) > 0 {
+			sources = append(sources, `
+			SELECT day AS first_day, day AS last_day, `+seatCols+`, seats, dup_seats
+			FROM chargeback_seat_days
+			WHERE time_zone = `+tzArg+` AND day = ANY (`+b.arg(days)+`::date[]) AND `+cond)
+		}
 	}
 	if open != nil {
 		ctes = append(ctes, seatDaySQL(&b, *open, tzArg, p.AllotmentID, p.SKUID))
 		sources = append(sources, `
 			SELECT * FROM (
-				SELECT l.day, l.allotment_id, al.sku_id, al.sku_part_number, l.department, l.idle, l.seats, l.dup_seats
+				SELECT l.day AS first_day, l.day AS last_day, l.allotment_id, al.sku_id, al.sku_part_number, l.department,
+				       l.idle, l.seats, l.dup_seats
 				FROM lines l
 				JOIN allot al USING (allotment_id, day)
 			) o
 			WHERE `+cond)
 	}
+	if len(sources) == 0 {
+		// Only whole months, none with a sum: nothing was held.
+		sources = append(sources, `
+			SELECT NULL::date AS first_day, NULL::date AS last_day, `+seatCols+`, seats, dup_seats FROM chargeback_seat_days WHERE false`)
+	}
 	ctes = append(ctes, `
-		range_days AS MATERIALIZED (
-			SELECT g::date AS day,
-			       g AT TIME ZONE `+tzArg+` AS day_start, (g + interval '1 day') AT TIME ZONE `+tzArg+` AS day_end,
-			       extract(day FROM date_trunc('month', g) + interval '1 month' - interval '1 day')::bigint AS dim,
-			       date_trunc('month', g) AT TIME ZONE `+tzArg+` AS month_start,
-			       (date_trunc('month', g) + interval '1 month') AT TIME ZONE `+tzArg+` AS month_end
-			FROM generate_series(`+b.arg(p.From)+`::date::timestamp, `+b.arg(p.To)+`::date::timestamp, interval '1 day') AS g
-		), src AS (`+strings.Join(sources, "\n\t\t\tUNION ALL")+`
+		src AS (`+strings.Join(sources, "\n\t\t\tUNION ALL")+`
 		), price_spans AS (
 			-- Each price and the days it is valid: until the SKU's next one.
 			SELECT p.sku_id, p.valid_from, lead(p.valid_from) OVER (PARTITION BY p.sku_id ORDER BY p.valid_from) AS valid_to,
@@ -496,6 +535,9 @@ func chargebackSQL(p ChargebackParams, tz, policy string, closed, open *dayRange
 			       COALESCE(p.monthly_list_unit_price::text, p.monthly_unit_price::text) AS list
 			FROM prices p
 		)`)
+	// The day's bounds, and its month's, from a date column.
+	dayStart := func(d string) string { return "(" + d + ")::timestamp AT TIME ZONE " + tzArg }
+	month := func(d string) string { return "date_trunc('month', (" + d + ")::timestamp)" }
 	owner := "''"
 	ownerJoin := ""
 	if policy == IdleOwner {
@@ -506,36 +548,44 @@ func chargebackSQL(p ChargebackParams, tz, policy string, closed, open *dayRange
 				-- idle seats.
 				SELECT o.owner_department
 				FROM allotment_owner_versions o
-				WHERE l.idle AND o.allotment_id = l.allotment_id AND o.valid && tstzrange(d.day_start, d.day_end)
+				WHERE l.idle AND o.allotment_id = l.allotment_id
+				  AND o.valid && tstzrange(` + dayStart("l.first_day") + `, ` + dayStart("l.first_day + 1") + `)
 				ORDER BY lower(o.valid) DESC
 				LIMIT 1
 			) ow ON true`
 	}
-	ctes = append(ctes, `
-		priced AS (
-			SELECT l.day, d.day_start, d.day_end, d.month_start, d.month_end, l.allotment_id, l.sku_id, l.sku_part_number,
-			       l.department, l.idle, l.seats, l.dup_seats, d.dim,
-			       COALESCE(pr.currency, '') AS currency, COALESCE(pr.unit, '') AS unit, COALESCE(pr.list, '') AS list,
-			       `+owner+` AS owner
-			FROM src l
-			JOIN range_days d USING (day)
+	priceJoin := `
 			LEFT JOIN price_spans pr
-			  ON pr.sku_id = l.sku_id AND pr.valid_from <= l.day AND (pr.valid_to IS NULL OR l.day < pr.valid_to)`+ownerJoin+`
-		)`)
+			  ON pr.sku_id = l.sku_id AND pr.valid_from <= l.first_day AND (pr.valid_to IS NULL OR l.first_day < pr.valid_to)`
 	q := "WITH" + strings.Join(ctes, ",")
 	if sum {
-		q += `
-		SELECT min(day), min(day_start), max(day_end), month_start, month_end, allotment_id, sku_id, sku_part_number,
-		       department, idle, sum(seats)::bigint, sum(dup_seats)::bigint, dim, currency, unit, list, owner
-		FROM priced
-		GROUP BY month_start, month_end, dim, allotment_id, sku_id, sku_part_number, department, idle, currency, unit, list, owner
-		ORDER BY 1, allotment_id, idle, department`
+		// Sum first, on narrow keys (a month and a price are the same for
+		// all the days summed), then add each sum's bounds and price.
+		q += `, summed AS (
+			SELECT l.allotment_id, l.sku_id, l.sku_part_number, l.department, l.idle,
+			       ` + month("l.first_day") + `::date AS month, pr.valid_from, ` + owner + ` AS owner,
+			       min(l.first_day) AS first_day, max(l.last_day) AS last_day,
+			       sum(l.seats)::bigint AS seats, sum(l.dup_seats)::bigint AS dup_seats
+			FROM src l` + priceJoin + ownerJoin + `
+			GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
+		)
+		SELECT s.first_day, ` + dayStart("s.first_day") + `, ` + dayStart("s.last_day + 1") + `,
+		       ` + dayStart("s.month") + `, ` + dayStart("s.month + interval '1 month'") + `,
+		       s.allotment_id, s.sku_id, s.sku_part_number, s.department, s.idle, s.seats, s.dup_seats,
+		       extract(day FROM s.month::timestamp + interval '1 month' - interval '1 day')::bigint,
+		       COALESCE(pr.currency, ''), COALESCE(pr.unit, ''), COALESCE(pr.list, ''), s.owner
+		FROM summed s
+		LEFT JOIN price_spans pr ON pr.sku_id = s.sku_id AND pr.valid_from = s.valid_from
+		ORDER BY s.first_day, s.allotment_id, s.idle, s.department, s.valid_from, s.owner`
 	} else {
 		q += `
-		SELECT day, day_start, day_end, month_start, month_end, allotment_id, sku_id, sku_part_number,
-		       department, idle, seats, dup_seats, dim, currency, unit, list, owner
-		FROM priced
-		ORDER BY day, allotment_id, idle, department`
+		SELECT l.first_day, ` + dayStart("l.first_day") + `, ` + dayStart("l.first_day + 1") + `,
+		       ` + dayStart(month("l.first_day")) + `, ` + dayStart(month("l.first_day")+" + interval '1 month'") + `,
+		       l.allotment_id, l.sku_id, l.sku_part_number, l.department, l.idle, l.seats, l.dup_seats,
+		       extract(day FROM ` + month("l.first_day") + ` + interval '1 month' - interval '1 day')::bigint,
+		       COALESCE(pr.currency, ''), COALESCE(pr.unit, ''), COALESCE(pr.list, ''), ` + owner + `
+		FROM src l` + priceJoin + ownerJoin + `
+		ORDER BY l.first_day, l.allotment_id, l.idle, l.department`
 	}
 	return q, b.args
 }

@@ -64,6 +64,19 @@ func liveChargeback(t *testing.T, st *store.Store, p store.ChargebackParams) sto
 func TestStore_ChargebackLedgerEqualsLive(t *testing.T) {
 	t.Parallel()
 	st, conn := newStore(t)
+	// January and February's history first, so that whole months have
+	// seats that change.
+	applyAt(t, st, time.Date(2026, 1, 20, 9, 0, 0, 0, time.UTC), snapshot{
+		allotments:  []store.Allotment{seatAllotment("A1", skuE5, 5), seatAllotment("A2", skuE5, 2)},
+		assignments: []store.Assignment{asg("a1", "A1", "u1"), asg("a4", "A2", "u2")},
+		users:       []store.User{user("u1", "Sales"), user("u2", "Ops")},
+	})
+	applyAt(t, st, time.Date(2026, 2, 10, 13, 30, 0, 0, time.UTC), snapshot{
+		allotments:  []store.Allotment{seatAllotment("A1", skuE5, 4), seatAllotment("A2", skuE5, 2)},
+		assignments: []store.Assignment{asg("a1", "A1", "u1"), asg("a3", "A1", "u2"), asg("a9", "A2", "u3"), groupAsg("a2", "A1", "g1")},
+		users:       []store.User{user("u1", "Sales"), user("u2", "Eng"), user("u3", ""), user("u4", "Eng")},
+		groups:      map[string][]store.GroupMember{"g1": {{MemberID: "u4", MemberType: store.KindUser}}},
+	})
 	seedChargeback(t, st)
 	// The last run started 03-03 06:00 UTC: UTC days up to 03-02 are
 	// closed, Tokyo's up to 03-02 (its 03-03 ends 03-03 15:00 UTC), New
@@ -73,6 +86,8 @@ func TestStore_ChargebackLedgerEqualsLive(t *testing.T) {
 		{"2026-03-01", "2026-03-02"}, // closed in UTC
 		{"2026-03-04", "2026-03-05"}, // open everywhere
 		{"2026-03-02", "2026-03-02"},
+		{"2026-01-15", "2026-03-05"}, // February whole: its sums are read
+		{"2026-02-01", "2026-02-28"},
 	}
 	var cases []store.ChargebackParams
 	for _, r := range ranges {
@@ -85,41 +100,30 @@ func TestStore_ChargebackLedgerEqualsLive(t *testing.T) {
 	for _, f := range []store.ChargebackParams{{Department: "Eng"}, {Department: "IT"}, {AllotmentID: "A2"}, {SKUID: skuE5},
 		{AllotmentID: "A1", SKUID: skuE3}, {Department: ""}} {
 		for _, policy := range []string{store.IdleUnallocated, store.IdleProportional, store.IdleOwner} {
-			f.From, f.To, f.IdlePolicy = "2026-02-28", "2026-03-04", policy
-			cases = append(cases, f)
-		}
-	}
-	for _, p := range cases {
-		name := fmt.Sprintf("%s..%s %s %s d=%q a=%q s=%q", p.From, p.To, p.TimeZone, p.IdlePolicy, p.Department, p.AllotmentID, p.SKUID)
-		// Twice: the first call fills the ledger's missing days, the
-		// second only reads it.
-		for i := range 2 {
-			want := liveChargeback(t, st, p)
-			got := chargeback(t, st, p)
-			if diff := cmp.Diff(want, got, cmpLines...); diff != "" {
-				t.Errorf("%s, call %d: ledger lines differ from the history's (-live +ledger):\n%s", name, i, diff)
-			}
-			for _, by := range []string{store.GroupByDepartment, store.GroupByAllotment, store.GroupBySKU} {
-				wantRows, wantTotals := store.GroupChargeback(want.Lines, by)
-				ps := p
-				ps.SumDays = true
-				summed := chargeback(t, st, ps)
-				rows, totals := store.GroupChargeback(summed.Lines, by)
-				if diff := cmp.Diff(wantRows, rows); diff != "" {
-					t.Errorf("%s by %s: rows from summed lines differ (-daily +summed):\n%s", name, by, diff)
-				}
-				if diff := cmp.Diff(wantTotals, totals); diff != "" {
-					t.Errorf("%s by %s: totals from summed lines differ (-daily +summed):\n%s", name, by, diff)
-				}
-				if diff := cmp.Diff(want.UnpricedSKUs, summed.UnpricedSKUs); diff != "" {
-					t.Errorf("%s: unpriced SKUs differ when summed:\n%s", name, diff)
-				}
-				if len(want.Lines) > 0 && len(summed.Lines) >= len(want.Lines) && p.From != p.To {
-					t.Errorf("%s: %d summed lines for %d daily ones", name, len(summed.Lines), len(want.Lines))
-				}
+			for _, r := range [][2]string{{"2026-02-28", "2026-03-04"}, {"2026-02-01", "2026-03-04"}} {
+				f.From, f.To, f.IdlePolicy = r[0], r[1], policy
+				cases = append(cases, f)
 			}
 		}
 	}
+	check := func(t *testing.T) {
+		t.Helper()
+		for _, p := range cases {
+			checkLedgerEqualsLive(t, st, p)
+		}
+	}
+	check(t)
+	if _, ok := ledgerMonths(t, conn, "UTC")["2026-02-01"]; !ok {
+		t.Error("February, closed, has no sums in the ledger")
+	}
+	// A price from mid-February: February's sums cannot be priced as one
+	// any more, its days are read instead.
+	if _, err := st.SetPrice(t.Context(), store.Price{SKUID: skuE5, Currency: "USD", MonthlyUnitPrice: "40.00",
+		ValidFrom: "2026-02-10", UpdatedBy: "t"}); err != nil {
+		t.Fatal(err)
+	}
+	check(t)
+
 	utc := ledgerDays(t, conn, "UTC")
 	for _, day := range []string{"2026-02-26", "2026-03-01", "2026-03-02"} {
 		if _, ok := utc[day]; !ok {
@@ -144,6 +148,56 @@ func TestStore_ChargebackLedgerEqualsLive(t *testing.T) {
 	if _, ok := newYork["2026-03-03"]; ok {
 		t.Errorf("New York's 03-03, open, is in the ledger")
 	}
+}
+
+// checkLedgerEqualsLive checks Chargeback(p), daily and summed, against the
+// history's count of every day.
+func checkLedgerEqualsLive(t *testing.T, st *store.Store, p store.ChargebackParams) {
+	t.Helper()
+	name := fmt.Sprintf("%s..%s %s %s d=%q a=%q s=%q", p.From, p.To, p.TimeZone, p.IdlePolicy, p.Department, p.AllotmentID, p.SKUID)
+	// Twice: the first call fills the ledger's missing days, the
+	// second only reads it.
+	for i := range 2 {
+		want := liveChargeback(t, st, p)
+		got := chargeback(t, st, p)
+		if diff := cmp.Diff(want, got, cmpLines...); diff != "" {
+			t.Errorf("%s, call %d: ledger lines differ from the history's (-live +ledger):\n%s", name, i, diff)
+		}
+		for _, by := range []string{store.GroupByDepartment, store.GroupByAllotment, store.GroupBySKU} {
+			wantRows, wantTotals := store.GroupChargeback(want.Lines, by)
+			ps := p
+			ps.SumDays = true
+			summed := chargeback(t, st, ps)
+			rows, totals := store.GroupChargeback(summed.Lines, by)
+			if diff := cmp.Diff(wantRows, rows); diff != "" {
+				t.Errorf("%s by %s: rows from summed lines differ (-daily +summed):\n%s", name, by, diff)
+			}
+			if diff := cmp.Diff(wantTotals, totals); diff != "" {
+				t.Errorf("%s by %s: totals from summed lines differ (-daily +summed):\n%s", name, by, diff)
+			}
+			if diff := cmp.Diff(want.UnpricedSKUs, summed.UnpricedSKUs); diff != "" {
+				t.Errorf("%s: unpriced SKUs differ when summed:\n%s", name, diff)
+			}
+			if len(summed.Lines) > len(want.Lines) {
+				t.Errorf("%s: %d summed lines for %d daily ones", name, len(summed.Lines), len(want.Lines))
+			}
+		}
+	}
+}
+
+// ledgerMonths returns the months of tz whose sums the ledger holds.
+func ledgerMonths(t *testing.T, conn *pgx.Conn, tz string) map[string]bool {
+	t.Helper()
+	rows, _ := conn.Query(t.Context(), `SELECT month::text FROM chargeback_months WHERE time_zone = $1`, tz)
+	months, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, m := range months {
+		out[m] = true
+	}
+	return out
 }
 
 // TestStore_ChargebackLedgerComputedOnce checks that a closed day is
