@@ -28,6 +28,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"iter"
 	"log/slog"
@@ -453,13 +454,19 @@ func list[T any](c *Client, ctx context.Context, what, first string, decode func
 	return func(yield func(T, error) bool) {
 		var zero T
 		next := first
-		seen := map[string]bool{}
+		// The links followed, by a 64-bit hash rather than the ~250-byte
+		// URL itself: a listing of a million objects follows a thousand
+		// links, and its memory must follow the page size, not the
+		// tenant's. A false alarm needs two of them to collide (~1e-13).
+		seed := maphash.MakeSeed()
+		seen := map[uint64]struct{}{}
 		for next != "" {
-			if seen[next] {
+			h := maphash.String(seed, next)
+			if _, again := seen[h]; again {
 				yield(zero, fmt.Errorf("list %s: next link %s repeats an earlier page", what, redact(next)))
 				return
 			}
-			seen[next] = true
+			seen[h] = struct{}{}
 			body, err := c.get(ctx, next)
 			if err != nil {
 				yield(zero, fmt.Errorf("list %s: %w", what, err))

@@ -178,8 +178,17 @@ func (m mirrored) settleSQL() string {
 // as unchanged.
 func (m mirrored) merge(ctx context.Context, tx pgx.Tx, snap int64, at time.Time, full bool, staged int64) (Changes, error) {
 	if m.provisional {
-		if _, err := tx.Exec(ctx, m.settleSQL(), snap); err != nil {
-			return Changes{}, fmt.Errorf("settle provisional %s versions: %w", m.name, err)
+		// Usually there is none (the index holds only them): then the
+		// join of the whole stage with the versions is not worth making.
+		var found bool
+		q := `SELECT EXISTS (SELECT 1 FROM ` + m.versions + ` WHERE provisional AND upper_inf(valid))`
+		if err := tx.QueryRow(ctx, q).Scan(&found); err != nil {
+			return Changes{}, fmt.Errorf("look for provisional %s versions: %w", m.name, err)
+		}
+		if found {
+			if _, err := tx.Exec(ctx, m.settleSQL(), snap); err != nil {
+				return Changes{}, fmt.Errorf("settle provisional %s versions: %w", m.name, err)
+			}
 		}
 	}
 	var stale string
