@@ -107,6 +107,36 @@ func TestClient_PageFailuresNeitherDuplicateNorDrop(t *testing.T) {
 	}
 }
 
+// TestClient_ListingStopsOnALoopingNextLink: when Graph's cursor breaks and
+// a page's next link leads back to an earlier page, the listing ends with
+// an error after the objects it had, instead of paging forever.
+func TestClient_ListingStopsOnALoopingNextLink(t *testing.T) {
+	t.Parallel()
+	s := startSim(t, graphsim.Options{Tenant: new(manyAllotments(23)), PageSize: 4, Faults: []graphsim.FaultRule{
+		{PathRegexp: "skiptoken", Kind: graphsim.FaultLoop, Nth: 2},
+	}})
+	c := s.fastClient(t, graph.Options{})
+	var n int
+	var err error
+	for _, e := range c.Allotments(context.Background()) {
+		if err = e; err != nil {
+			break
+		}
+		n++
+	}
+	if err == nil || !strings.Contains(err.Error(), "repeats an earlier page") {
+		t.Fatalf("listing ended with %v after %d allotments; want an error naming the repeated page", err, n)
+	}
+	// The first page, the second, then the third whose link loops back
+	// to itself: its objects come once, then the loop is refused.
+	if n != 12 {
+		t.Errorf("%d allotments before the error, want 12 (three pages of 4)", n)
+	}
+	if st := c.Stats(); st.Requests != 3 {
+		t.Errorf("Stats = %+v, want 3 requests (the repeated page is not fetched)", st)
+	}
+}
+
 // newHire is a user who holds no licence yet, and the create request that
 // gives them one.
 const newHireID = "6d645c5f-089f-40d8-b0e7-136fb5c56d5b"

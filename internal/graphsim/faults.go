@@ -1,11 +1,13 @@
 package graphsim
 
 import (
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -27,7 +29,8 @@ type FaultRule struct {
 	Rate       float64 `json:"rate,omitempty"`
 	Nth        int     `json:"nth,omitempty"`
 	// Kind is one of FaultThrottle, FaultUnavailable, FaultGatewayTimeout,
-	// FaultDelay, FaultReset, FaultTruncate, FaultMalformed.
+	// FaultDelay, FaultReset, FaultTruncate, FaultMalformed, FaultNearLimit,
+	// FaultLoop.
 	Kind string `json:"kind"`
 	// RetryAfterSeconds is the Retry-After of throttle (default 1) and,
 	// when set, of unavailable.
@@ -56,9 +59,15 @@ const (
 	// (LimitPercentage, default 0.9), Graph's warning that the caller
 	// used more than 80 % of its limit.
 	FaultNearLimit = "near_limit"
+	// FaultLoop answers a page of a collection normally, except that its
+	// @odata.nextLink leads back to the page itself (a broken server-side
+	// cursor): a client that follows links blindly never ends. A page
+	// without a next link is left alone.
+	FaultLoop = "loop"
 )
 
-var faultKinds = []string{FaultThrottle, FaultUnavailable, FaultGatewayTimeout, FaultDelay, FaultReset, FaultTruncate, FaultMalformed, FaultNearLimit}
+var faultKinds = []string{FaultThrottle, FaultUnavailable, FaultGatewayTimeout, FaultDelay, FaultReset, FaultTruncate, FaultMalformed,
+	FaultNearLimit, FaultLoop}
 
 type faultState struct {
 	FaultRule
@@ -139,7 +148,7 @@ func (fs *faultSet) pick(r *http.Request, inBatch bool) *faultState {
 		} else if !strings.HasPrefix(r.URL.Path, f.Path) {
 			continue
 		}
-		if inBatch && (f.Kind == FaultReset || f.Kind == FaultTruncate || f.Kind == FaultMalformed) {
+		if inBatch && (f.Kind == FaultReset || f.Kind == FaultTruncate || f.Kind == FaultMalformed || f.Kind == FaultLoop) {
 			continue
 		}
 		f.matched++
@@ -207,6 +216,26 @@ func (s *Server) withFaults(w http.ResponseWriter, r *http.Request, next http.Ha
 		next(w, r)
 	case FaultReset:
 		abort(w)
+	case FaultLoop:
+		rec := httptest.NewRecorder()
+		next(rec, r)
+		body := rec.Body.Bytes()
+		var page map[string]json.RawMessage
+		var link string
+		if json.Unmarshal(body, &page) == nil && json.Unmarshal(page["@odata.nextLink"], &link) == nil && link != "" {
+			if u, err := url.Parse(link); err == nil {
+				// The page's own address, on the origin the link names.
+				u.Path, u.RawPath, u.RawQuery = r.URL.Path, r.URL.RawPath, r.URL.RawQuery
+				page["@odata.nextLink"], _ = json.Marshal(u.String())
+				body, _ = json.Marshal(page)
+			}
+		}
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(body)
 	case FaultTruncate, FaultMalformed:
 		rec := httptest.NewRecorder()
 		next(rec, r)
