@@ -444,7 +444,8 @@ func seatDaySQL(b *sqlBuilder, r dayRange, tzArg, allotmentID, skuID string) str
 // price valid that day and, under the owner policy, the allotment's owner
 // that day; ordered by day, allotment, seat state and department. With
 // sum, the lines of a month that differ only by their day are summed in
-// the query (ChargebackParams.SumDays).
+// the query (ChargebackParams.SumDays), and closed whole months at one
+// price are read from the ledger's month sums instead of their days.
 func chargebackSQL(p ChargebackParams, tz, policy string, closed *closedPart, open *dayRange, sum bool) (string, []any) {
 	var b sqlBuilder
 	tzArg := b.arg(tz)
