@@ -94,6 +94,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	out := fs.String("out", "", "write the report here (default docs/BENCHMARKS.md for a full run, none for -quick)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	memprofile := fs.String("memprofile", "", "write a heap profile at the end of the largest sync to this file")
+	fs.IntVar(&readCacheBytes, "read-cache-bytes", 64<<20, "read cache of seatledger's API (0: off; the server's default is 64 MiB)")
 	fs.IntVar(&poolMaxConns, "pool-max-conns", 0, "pool_max_conns of seatledger's database pool (0: pgxpool's default, as in production)")
 	skip := fs.String("skip", "", "comma-separated parts to leave out, for profiling one part: secondary, reads, chargeback, latency")
 	if err := fs.Parse(args); err != nil {

@@ -65,6 +65,9 @@ func newGraphClient(sim *simProcess) (*graph.Client, error) {
 // (-pool-max-conns), to see what the pool size bounds.
 var poolMaxConns int
 
+// readCacheBytes is the API's read cache (-read-cache-bytes).
+var readCacheBytes int
+
 // instance is seatledger wired as cmd/server's run wires it (store, Graph
 // client, syncer, gRPC API with OIDC access control, gateway), in this
 // process, on loopback ports.
@@ -144,7 +147,9 @@ func startInstance(ctx context.Context, pg *pglocal.Server, db string, sim *simP
 		}
 		return time.Now()
 	}})
-	gs := api.NewGRPCServer(api.Deps{Store: st, Graph: gc, Sync: syncer, Auth: oidc})
+	// The read cache as the server sets it by default (it serves once
+	// WatchChanges, started below, listens).
+	gs := api.NewGRPCServer(api.Deps{Store: st, Graph: gc, Sync: syncer, Auth: oidc, ReadCacheBytes: readCacheBytes})
 	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		st.Close()
@@ -173,6 +178,9 @@ func startInstance(ctx context.Context, pg *pglocal.Server, db string, sim *simP
 		cancel()
 		return nil, err
 	}
+	wctx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
+	watched := make(chan struct{})
+	go func() { defer close(watched); _ = st.WatchChanges(wctx, nil) }()
 	inst.st, inst.gc, inst.syncer, inst.conn, inst.token = st, gc, syncer, conn, sim.Token
 	inst.grpcAddr, inst.httpURL = grpcLis.Addr().String(), "http://"+httpLis.Addr().String()
 	inst.stop = func() {
@@ -183,6 +191,8 @@ func startInstance(ctx context.Context, pg *pglocal.Server, db string, sim *simP
 		gs.Stop()
 		closeGW()
 		cancel()
+		stopWatch()
+		<-watched
 		st.Close()
 	}
 	return inst, nil

@@ -25,6 +25,7 @@ type config struct {
 	SyncInterval    time.Duration
 	SyncMaxRemove   float64
 	ShutdownTimeout time.Duration
+	ReadCacheMiB    int
 	LogLevel        slog.Level
 	LogFormat       string
 	Graph           graphConfig
@@ -100,6 +101,7 @@ func newFlagSet(c *config, defaultDataDir string, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.SyncInterval, "sync-interval", 15*time.Minute, "time between the end of one sync and the start of the next")
 	fs.Float64Var(&c.SyncMaxRemove, "sync-max-remove", 0.2, "mass-deletion guard: hold a sync that would remove more than this share of current assignments or users (0..1)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "time allowed to drain requests on SIGINT/SIGTERM")
+	fs.IntVar(&c.ReadCacheMiB, "read-cache-mib", 64, "memory for answers of reads kept until the mirror changes (MiB); 0 turns the read cache off")
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "log format: json or text")
 	fs.StringVar(&c.Graph.Mode, "graph-mode", "auto", "auto (simulator unless AZURE_TENANT_ID or AZURE_CLIENT_ID is set), simulator, or graph")
@@ -160,6 +162,9 @@ func (c config) validate() error {
 	}
 	if c.SyncMaxRemove <= 0 || c.SyncMaxRemove > 1 {
 		errs = append(errs, fmt.Errorf("sync-max-remove: %v is outside (0, 1]", c.SyncMaxRemove))
+	}
+	if c.ReadCacheMiB < 0 || c.ReadCacheMiB > 1<<20 {
+		errs = append(errs, errors.New("read-cache-mib: must be between 0 (off) and 1048576"))
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("shutdown-timeout: must be positive"))

@@ -151,6 +151,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		Auth:        authn,
 		Logger:      log.With("component", "api"),
 		Completions: completions,
+		// The cache serves only while st.WatchChanges (below) listens.
+		ReadCacheBytes: cfg.ReadCacheMiB << 20,
 	})
 
 	grpcLis, err := net.Listen("tcp", cfg.GRPCAddr)
@@ -178,6 +180,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	g.Go(func() error { return grpcServer.Serve(grpcLis) })
 	g.Go(func() error { return ignoreClosed(httpServer.Serve(httpLis)) })
 	g.Go(func() error { return syncer.Run(gctx) }) // returns nil when gctx ends
+	if cfg.ReadCacheMiB > 0 {
+		g.Go(func() error { return st.WatchChanges(gctx, log.With("component", "store")) }) // nil when gctx ends
+	}
 	g.Go(func() error {
 		<-gctx.Done() // a signal, or one of the goroutines above failed
 		log.Info("shutting down", "timeout", cfg.ShutdownTimeout)

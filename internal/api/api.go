@@ -44,6 +44,11 @@ type Deps struct {
 	// after the server stopped, so that shutdown waits for them. Nil: the
 	// server makes its own, which nothing waits for.
 	Completions *Completions
+	// ReadCacheBytes, when positive, lets the API keep the answers of its
+	// reads, up to that many bytes, while the mirror does not change (see
+	// cache.go). The store's generation must be live (Store.WatchChanges
+	// running) for the cache to serve anything.
+	ReadCacheBytes int
 }
 
 // NewGRPCServer returns a gRPC server with every seatledger service, the
@@ -63,6 +68,10 @@ func NewGRPCServer(d Deps) *grpc.Server {
 	if d.Auth != nil {
 		unary = append(unary, auth.UnaryServerInterceptor(d.Auth, Policy, publicMethod, log), noteCaller())
 		stream = append(stream, auth.StreamServerInterceptor(d.Auth, Policy, publicMethod, log))
+	}
+	if d.ReadCacheBytes > 0 && d.Store != nil {
+		// After access control: only allowed calls read from it.
+		unary = append(unary, newReadCache(d.Store, d.ReadCacheBytes).interceptor())
 	}
 	unary = append(unary, mapErrors(log)) // store and graph errors become statuses
 	s := grpc.NewServer(grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...))

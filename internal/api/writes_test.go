@@ -238,8 +238,10 @@ type completionEnv struct {
 	allotments  seatledgerv1.AllotmentServiceClient
 }
 
-func startCompletionEnv(t *testing.T) *completionEnv {
-	t.Helper()
+// completionTenant is the tenant of the write tests: one SKU, one
+// allotment for users and groups, one for devices, three users, a group
+// and a device.
+func completionTenant() *graphsim.Tenant {
 	tenant := &graphsim.Tenant{
 		SKUs: []graphsim.SKU{
 			{ID: cSKU, PartNumber: "ENTERPRISEPACK", Plans: []graphsim.Plan{{ID: cPlan, Name: "TEAMS1", AssignableTo: []string{"user", "group"}}}},
@@ -257,6 +259,14 @@ func startCompletionEnv(t *testing.T) *completionEnv {
 		tenant.Users = append(tenant.Users, graphsim.UserState{ID: cUser(n), UserPrincipalName: fmt.Sprintf("user%d@contoso.example", n),
 			DisplayName: fmt.Sprintf("User %d", n), AccountEnabled: true})
 	}
+	return tenant
+}
+
+// startGraph serves tenant from a simulator over HTTPS until the test
+// ends, and returns it with a Graph client that trusts it and the path
+// prefix of its Graph API.
+func startGraph(t *testing.T, tenant *graphsim.Tenant) (*graphsim.Server, *graph.Client, string) {
+	t.Helper()
 	sim, err := graphsim.New(graphsim.Options{Tenant: tenant})
 	if err != nil {
 		t.Fatal(err)
@@ -282,7 +292,12 @@ func startCompletionEnv(t *testing.T) *completionEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return sim, gc, u.Path
+}
 
+func startCompletionEnv(t *testing.T) *completionEnv {
+	t.Helper()
+	sim, gc, graphPath := startGraph(t, completionTenant())
 	st := storetest.New(t)
 	syncer := mirrorsync.New(gc, st, mirrorsync.Options{})
 	if _, err := syncer.RunOnce(t.Context()); err != nil {
@@ -303,7 +318,7 @@ func startCompletionEnv(t *testing.T) *completionEnv {
 	}
 	t.Cleanup(func() { conn.Close() })
 	var once gosync.Once
-	env := &completionEnv{sim: sim, graphPath: u.Path + "/", st: st, syncer: syncer, completions: completions,
+	env := &completionEnv{sim: sim, graphPath: graphPath + "/", st: st, syncer: syncer, completions: completions,
 		release:     func() { once.Do(func() { close(completions.hold) }) },
 		assignments: seatledgerv1.NewAssignmentServiceClient(conn),
 		allotments:  seatledgerv1.NewAllotmentServiceClient(conn),

@@ -102,6 +102,7 @@ var (
 // later entry wins. Times are stored to the microsecond. It returns the
 // stored run, with its ID.
 func (s *Store) ApplyAllotments(ctx context.Context, run SyncRun, snapshot []Allotment) (SyncRun, error) {
+	defer s.changed() // readers see this write at once (changes.go)
 	if run.StartedAt.IsZero() {
 		return SyncRun{}, errors.New("apply allotments: run.StartedAt is not set")
 	}

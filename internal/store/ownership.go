@@ -15,6 +15,7 @@ import (
 // is closed at at and the new one opened. Setting the owner it already
 // has writes nothing. It does not check that the allotment exists.
 func (s *Store) SetAllotmentOwner(ctx context.Context, allotmentID, department, actor string, at time.Time) error {
+	defer s.changed() // readers see this write at once (changes.go)
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		const cur = `
 			SELECT owner_department, lower(valid)

@@ -337,6 +337,7 @@ const massDeletionMinRows = 10
 // After Apply returns the snapshot is finished whatever the outcome; a
 // deferred Discard is then harmless.
 func (sn *Snapshot) Apply(ctx context.Context, run SyncRun, opts ApplyOptions) (SyncRun, error) {
+	defer sn.s.changed() // readers see this write at once (changes.go)
 	if err := sn.usable(); err != nil {
 		return SyncRun{}, fmt.Errorf("apply snapshot: %w", err)
 	}

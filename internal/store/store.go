@@ -40,7 +40,8 @@ var (
 
 // Store is a handle on the seatledger database, safe for concurrent use.
 type Store struct {
-	pool *pgxpool.Pool
+	pool    *pgxpool.Pool
+	changes changes // the mirror's generation (changes.go)
 }
 
 // defaultConnectTimeout bounds each connection attempt when the DSN sets

@@ -113,6 +113,7 @@ func finishedAt(run SyncRun) time.Time {
 // FinishedAt defaults to now. It changes nothing else, so the mirror keeps
 // the last good state. It returns the stored record, with its ID.
 func (s *Store) RecordFailedSyncRun(ctx context.Context, run SyncRun) (SyncRun, error) {
+	defer s.changed() // readers see this write at once (changes.go)
 	if run.Outcome == "" {
 		run.Outcome = OutcomeFailed
 	}

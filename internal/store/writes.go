@@ -166,6 +166,7 @@ func (s *Store) ReleaseIdempotencyKey(ctx context.Context, key IdempotencyKey) e
 // settled in place instead: it takes a's raw and loses its mark, keeping
 // its validity. It returns the assignment as the mirror now holds it.
 func (s *Store) RecordAssignment(ctx context.Context, a Assignment, at time.Time) (Assignment, error) {
+	defer s.changed() // readers see this write at once (changes.go)
 	if err := checkRecorded(a); err != nil {
 		return Assignment{}, fmt.Errorf("record assignment: %w", err)
 	}
@@ -206,6 +207,7 @@ func (s *Store) RecordAssignment(ctx context.Context, a Assignment, at time.Time
 // from Graph later, compare equal when the estimate was right. An
 // allotment the mirror does not hold is not an error: nothing is counted.
 func (s *Store) RecordCreatedAssignment(ctx context.Context, a Assignment, seats int32, at time.Time) (Assignment, error) {
+	defer s.changed() // readers see this write at once (changes.go)
 	if err := checkRecorded(a); err != nil {
 		return Assignment{}, fmt.Errorf("record created assignment: %w", err)
 	}
@@ -245,6 +247,7 @@ func (s *Store) RecordCreatedAssignment(ctx context.Context, a Assignment, seats
 // content differs (the assignment changed since), is left to the next
 // sync. It reports whether it settled one.
 func (s *Store) SettleAssignment(ctx context.Context, a Assignment) (bool, error) {
+	defer s.changed() // readers see this write at once (changes.go)
 	if err := checkRecorded(a); err != nil {
 		return false, fmt.Errorf("settle assignment: %w", err)
 	}
@@ -351,6 +354,7 @@ func recordAssignment(ctx context.Context, tx pgx.Tx, a Assignment, at time.Time
 // at, after Graph deleted it. An id with no current version is not an
 // error (a sync may have seen the deletion first).
 func (s *Store) RecordAssignmentRemoved(ctx context.Context, id string, at time.Time) error {
+	defer s.changed() // readers see this write at once (changes.go)
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if err := takeApplyLock(ctx, tx); err != nil {
 			return err
@@ -384,6 +388,7 @@ func (s *Store) RecordAssignmentRemoved(ctx context.Context, id string, at time.
 // differs nothing is written; an allotment the mirror does not hold is
 // ErrNotFound.
 func (s *Store) RecordAllotmentCounts(ctx context.Context, id string, allotted, consumed int32, raw []byte, at time.Time) error {
+	defer s.changed() // readers see this write at once (changes.go)
 	if raw != nil {
 		if err := rawJSON("allotment", id, raw); err != nil {
 			return fmt.Errorf("record allotment counts: %w", err)

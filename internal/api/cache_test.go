@@ -1,0 +1,169 @@
+package api
+
+import (
+	"context"
+	"net"
+	gosync "sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	seatledgerv1 "github.com/seatledger/seatledger/gen/seatledger/v1"
+	"github.com/seatledger/seatledger/internal/store"
+	"github.com/seatledger/seatledger/internal/store/storetest"
+	mirrorsync "github.com/seatledger/seatledger/internal/sync"
+)
+
+// cacheEnv is the read API with a read cache of cacheBytes over a real
+// store whose change notifications are watched, and a connection of its
+// own to the same database, for changes made behind seatledger's back
+// (as another process or an operator would).
+type cacheEnv struct {
+	st         *store.Store
+	sql        *pgx.Conn
+	allotments seatledgerv1.AllotmentServiceClient
+}
+
+func startCacheEnv(t *testing.T, cacheBytes int) *cacheEnv {
+	t.Helper()
+	ctx := t.Context()
+	_, gc, _ := startGraph(t, completionTenant())
+	dsn := storetest.NewDSN(t)
+	st, err := store.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	if _, err := mirrorsync.New(gc, st, mirrorsync.Options{}).RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wctx, stop := context.WithCancel(context.Background())
+	var wg gosync.WaitGroup
+	t.Cleanup(func() { stop(); wg.Wait() })
+	g, _ := st.Generation()
+	wg.Go(func() { _ = st.WatchChanges(wctx, nil) })
+	waitGeneration(t, st, g)
+
+	srv := NewGRPCServer(Deps{Store: st, Graph: gc, ReadCacheBytes: cacheBytes})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	sql, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sql.Close(context.Background()) })
+	return &cacheEnv{st: st, sql: sql, allotments: seatledgerv1.NewAllotmentServiceClient(conn)}
+}
+
+// waitGeneration waits (10 s at most) until st's generation is past g.
+func waitGeneration(t *testing.T, st *store.Store, g uint64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := st.WaitGeneration(ctx, g); err != nil {
+		t.Fatalf("the store's generation did not move past %d: %v", g, err)
+	}
+}
+
+// setUnits changes the allotment's allotted units in the database; with
+// silent, with triggers off, so that no process hears of it.
+func (e *cacheEnv) setUnits(t *testing.T, units int, silent bool) {
+	t.Helper()
+	ctx := t.Context()
+	tx, err := e.sql.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	if silent {
+		if _, err := tx.Exec(ctx, `SET LOCAL session_replication_role = replica`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := tx.Exec(ctx, `UPDATE allotment_versions SET allotted_units = $1 WHERE id = $2 AND upper_inf(valid)`, units, cAllot); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (e *cacheEnv) units(t *testing.T) int32 {
+	t.Helper()
+	a, err := e.allotments.GetAllotment(t.Context(), &seatledgerv1.GetAllotmentRequest{Id: cAllot})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a.GetAllottedUnits()
+}
+
+// TestReadCache_untilTheMirrorChanges: a read is answered again from the
+// cache until the mirror changes, by whoever changes it; while the
+// store's change notifications are lost, nothing is served from it.
+func TestReadCache_untilTheMirrorChanges(t *testing.T) {
+	t.Parallel()
+	e := startCacheEnv(t, 1<<20)
+	if got := e.units(t); got != 10 {
+		t.Fatalf("allotted units %d, want the tenant's 10", got)
+	}
+	// A change nobody is told of: the cached answer stands (this is how
+	// the test sees that the answer comes from the cache).
+	e.setUnits(t, 99, true)
+	if got := e.units(t); got != 10 {
+		t.Errorf("after a change without notification: %d allotted units, want the cached 10", got)
+	}
+	// A change made the usual way, by another process: once PostgreSQL
+	// delivers its notification, reads see it.
+	g, _ := e.st.Generation()
+	e.setUnits(t, 98, false)
+	waitGeneration(t, e.st, g)
+	if got := e.units(t); got != 98 {
+		t.Errorf("after a notified change: %d allotted units, want 98", got)
+	}
+	// Notifications lost: the cache steps aside at once.
+	g, _ = e.st.Generation()
+	if _, err := e.sql.Exec(t.Context(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+		WHERE application_name = 'seatledger-changes' AND datname = current_database()`); err != nil {
+		t.Fatal(err)
+	}
+	waitGeneration(t, e.st, g)
+	e.setUnits(t, 97, true)
+	// (Had the store reconnected meanwhile, it would have moved the
+	// generation again: the cached 98 is not served either way.)
+	if got := e.units(t); got != 97 {
+		t.Errorf("while notifications are lost: %d allotted units, want the database's 97", got)
+	}
+	// Nor does it keep what it reads meanwhile: another silent change
+	// shows at once.
+	e.setUnits(t, 96, true)
+	if _, live := e.st.Generation(); !live {
+		if got := e.units(t); got != 96 {
+			t.Errorf("while notifications are lost: %d allotted units, want the database's 96", got)
+		}
+	}
+}
+
+// TestReadCache_bounded: answers larger than the cache are not kept.
+func TestReadCache_bounded(t *testing.T) {
+	t.Parallel()
+	e := startCacheEnv(t, 16)
+	if got := e.units(t); got != 10 {
+		t.Fatalf("allotted units %d, want 10", got)
+	}
+	e.setUnits(t, 99, true)
+	if got := e.units(t); got != 99 {
+		t.Errorf("with a 16-byte cache: %d allotted units, want the database's 99", got)
+	}
+}
