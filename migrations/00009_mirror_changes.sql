@@ -1,6 +1,7 @@
 -- Change notifications for seatledger's read cache.
 --
 -- Every statement that writes a table the API's cached reads come from
+-- (the mirror's versions, owners, sync runs, and prices)
 -- notifies the channel seatledger_mirror (once per transaction: PostgreSQL
 -- folds identical notifications, and delivers them at commit). Each
 -- seatledger process listens on it and forgets its cached reads when one
@@ -36,9 +37,13 @@ CREATE TRIGGER allotment_owner_versions_changed AFTER INSERT OR UPDATE OR DELETE
     FOR EACH STATEMENT EXECUTE FUNCTION seatledger_mirror_changed();
 CREATE TRIGGER sync_runs_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON sync_runs
     FOR EACH STATEMENT EXECUTE FUNCTION seatledger_mirror_changed();
+-- Prices are not mirrored, but chargebacks are cached too.
+CREATE TRIGGER prices_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON prices
+    FOR EACH STATEMENT EXECUTE FUNCTION seatledger_mirror_changed();
 
 -- +goose Down
 
+DROP TRIGGER prices_changed ON prices;
 DROP TRIGGER sync_runs_changed ON sync_runs;
 DROP TRIGGER allotment_owner_versions_changed ON allotment_owner_versions;
 DROP TRIGGER group_member_versions_changed ON group_member_versions;

@@ -24,7 +24,8 @@ type Generations interface {
 // changes. The function, when not nil, refreshes what depends on the time
 // of the call in a copy of the cached answer. Reads that depend on the
 // time otherwise (ListWaitingMembers filters by wait age,
-// GetAllotmentHistory defaults its range to today) are not listed.
+// GetAllotmentHistory defaults its range to today) are not listed. Every
+// table these answers come from notifies changes (migration 00009).
 var cachedReads = map[string]func(proto.Message, time.Time) proto.Message{
 	"/seatledger.v1.SubscriptionService/ListSubscriptions":        nil,
 	"/seatledger.v1.AllotmentService/ListAllotments":              nil,
@@ -35,6 +36,20 @@ var cachedReads = map[string]func(proto.Message, time.Time) proto.Message{
 	"/seatledger.v1.AssignmentService/GetAssignment":              nil,
 	"/seatledger.v1.AssignmentErrorService/ListAssignmentErrors":  nil,
 	"/seatledger.v1.UserService/GetLicenseStatus":                 refreshWaitAges,
+	// A chargeback is the same for the same mirror and prices: closed
+	// days' seats come from the ledger, which equals counting them from
+	// the history; open days' from the history itself.
+	"/seatledger.v1.ChargebackService/GetChargeback": refreshGenerateTime,
+	"/seatledger.v1.ChargebackService/ListPrices":    nil,
+}
+
+// refreshGenerateTime returns a copy of a chargeback report generated now.
+func refreshGenerateTime(m proto.Message, now time.Time) proto.Message {
+	m = proto.Clone(m)
+	if r, ok := m.(*seatledgerv1.ChargebackReport); ok {
+		r.GenerateTime = timeToProto(now)
+	}
+	return m
 }
 
 // refreshWaitAges returns a copy of m whose waiting members' wait ages

@@ -25,6 +25,7 @@ type cacheEnv struct {
 	st         *store.Store
 	sql        *pgx.Conn
 	allotments seatledgerv1.AllotmentServiceClient
+	chargeback seatledgerv1.ChargebackServiceClient
 }
 
 func startCacheEnv(t *testing.T, cacheBytes int) *cacheEnv {
@@ -64,7 +65,8 @@ func startCacheEnv(t *testing.T, cacheBytes int) *cacheEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sql.Close(context.Background()) })
-	return &cacheEnv{st: st, sql: sql, allotments: seatledgerv1.NewAllotmentServiceClient(conn)}
+	return &cacheEnv{st: st, sql: sql, allotments: seatledgerv1.NewAllotmentServiceClient(conn),
+		chargeback: seatledgerv1.NewChargebackServiceClient(conn)}
 }
 
 // waitGeneration waits (10 s at most) until st's generation is past g.
@@ -165,5 +167,41 @@ func TestReadCache_bounded(t *testing.T) {
 	e.setUnits(t, 99, true)
 	if got := e.units(t); got != 99 {
 		t.Errorf("with a 16-byte cache: %d allotted units, want the database's 99", got)
+	}
+}
+
+// TestReadCache_chargebackFollowsPrices: a chargeback asked again is
+// answered from the cache (with its generation time refreshed), and a
+// price set through the API shows in the next one.
+func TestReadCache_chargebackFollowsPrices(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	e := startCacheEnv(t, 1<<20)
+	today := time.Now().UTC().Format(time.DateOnly)
+	req := &seatledgerv1.GetChargebackRequest{From: today, To: today}
+	first, err := e.chargeback.GetChargeback(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(first.GetTotals()) != 0 {
+		t.Fatalf("totals %v before any price, want none", first.GetTotals())
+	}
+	again, err := e.chargeback.GetChargeback(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.GetGenerateTime().AsTime().After(first.GetGenerateTime().AsTime()) {
+		t.Errorf("second answer generated at %v, not after the first's %v", again.GetGenerateTime().AsTime(), first.GetGenerateTime().AsTime())
+	}
+	if _, err := e.chargeback.SetPrice(ctx, &seatledgerv1.SetPriceRequest{SkuId: cSKU, ValidFrom: "2020-01-01",
+		MonthlyUnitPrice: &seatledgerv1.Money{CurrencyCode: "EUR", Amount: "31.00"}}); err != nil {
+		t.Fatal(err)
+	}
+	priced, err := e.chargeback.GetChargeback(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tot := priced.GetTotals(); len(tot) != 1 || tot[0].GetCurrencyCode() != "EUR" {
+		t.Errorf("totals after SetPrice %v, want one in EUR", tot)
 	}
 }

@@ -74,6 +74,7 @@ func scanPrice(row pgx.CollectableRow) (Price, error) {
 // must be non-negative decimal strings; callers validate formats, the
 // database enforces the rest.
 func (s *Store) SetPrice(ctx context.Context, p Price) (Price, error) {
+	defer s.changed() // readers see this write at once (changes.go)
 	if p.SKUID == "" || p.ValidFrom == "" || p.Currency == "" || p.MonthlyUnitPrice == "" {
 		return Price{}, errors.New("set price: sku id, valid_from, currency and monthly unit price are required")
 	}
