@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -58,7 +59,7 @@ func seedChargebackBench(b *testing.B, dsn string) (string, string) {
 		`ANALYZE`,
 	} {
 		args := []any{}
-		if len(q) > 0 && (contains(q, "$1")) {
+		if strings.Contains(q, "$1") {
 			args = append(args, first)
 		}
 		if _, err := conn.Exec(ctx, q, args...); err != nil {
@@ -66,15 +67,6 @@ func seedChargebackBench(b *testing.B, dsn string) (string, string) {
 		}
 	}
 	return first.Format(time.DateOnly), first.AddDate(0, 1, -1).Format(time.DateOnly)
-}
-
-func contains(s, sub string) bool {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return true
-		}
-	}
-	return false
 }
 
 // BenchmarkChargebackMonth measures last month's chargeback by department
