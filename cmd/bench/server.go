@@ -149,7 +149,7 @@ func startInstance(ctx context.Context, pg *pglocal.Server, db string, sim *simP
 	}})
 	// The read cache as the server sets it by default (it serves once
 	// WatchChanges, started below, listens).
-	gs := api.NewGRPCServer(api.Deps{Store: st, Graph: gc, Sync: syncer, Auth: oidc, ReadCacheBytes: readCacheBytes})
+	gs, local := api.New(api.Deps{Store: st, Graph: gc, Sync: syncer, Auth: oidc, ReadCacheBytes: readCacheBytes})
 	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		st.Close()
@@ -162,7 +162,7 @@ func startInstance(ctx context.Context, pg *pglocal.Server, db string, sim *simP
 		return nil, fmt.Errorf("http listener: %w", err)
 	}
 	gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	gw, closeGW, err := api.NewGateway(gctx, grpcLis.Addr().String(), api.Readiness(st, syncer.Ready), nil)
+	gw, err := api.NewGateway(gctx, local, api.Readiness(st, syncer.Ready), nil)
 	if err != nil {
 		cancel()
 		grpcLis.Close()
@@ -189,7 +189,6 @@ func startInstance(ctx context.Context, pg *pglocal.Server, db string, sim *simP
 		defer scancel()
 		hs.Shutdown(sctx)
 		gs.Stop()
-		closeGW()
 		cancel()
 		stopWatch()
 		<-watched

@@ -144,7 +144,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		Logger:            log.With("component", "sync"),
 	})
 	completions := api.NewCompletions()
-	grpcServer := api.NewGRPCServer(api.Deps{
+	grpcServer, local := api.New(api.Deps{
 		Store:       st,
 		Graph:       gc,
 		Sync:        syncer,
@@ -165,11 +165,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return fmt.Errorf("http listener: %w", err)
 	}
 	defer httpLis.Close()
-	gateway, closeGateway, err := api.NewGateway(ctx, grpcLis.Addr().String(), api.Readiness(st, syncer.Ready), metricsWriter(syncer, gc))
+	gateway, err := api.NewGateway(ctx, local, api.Readiness(st, syncer.Ready), metricsWriter(syncer, gc))
 	if err != nil {
 		return err
 	}
-	defer closeGateway()
 	httpServer := &http.Server{
 		Handler:           gateway,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -202,7 +201,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	err = g.Wait()
 	log.Info("stopped", "err", err)
-	return err // deferred: close gateway conn, graph, pool; stop Postgres
+	return err // deferred: close graph, pool; stop Postgres
 }
 
 // migrate runs a migrate subcommand against st.

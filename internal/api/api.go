@@ -55,6 +55,14 @@ type Deps struct {
 // standard health service and reflection (so grpcurl works) registered.
 // Services whose handlers have not landed yet answer UNIMPLEMENTED.
 func NewGRPCServer(d Deps) *grpc.Server {
+	s, _ := New(d)
+	return s
+}
+
+// New returns the gRPC server of NewGRPCServer and a Local that calls the
+// same services in process through the same interceptors, for the
+// gateway (NewGateway).
+func New(d Deps) (*grpc.Server, *Local) {
 	log := d.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -74,7 +82,9 @@ func NewGRPCServer(d Deps) *grpc.Server {
 		unary = append(unary, newReadCache(d.Store, d.ReadCacheBytes).interceptor())
 	}
 	unary = append(unary, mapErrors(log)) // store and graph errors become statuses
-	s := grpc.NewServer(grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...))
+	gs := grpc.NewServer(grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...))
+	local := &Local{methods: map[string]localMethod{}, unary: chainUnary(unary)}
+	s := localRegistrar{next: gs, local: local}
 	seatledgerv1.RegisterAllotmentServiceServer(s, &allotmentService{store: d.Store, graph: d.Graph, log: log})
 	seatledgerv1.RegisterSyncServiceServer(s, &syncService{store: d.Store, runner: d.Sync})
 	seatledgerv1.RegisterSubscriptionServiceServer(s, &subscriptionService{store: d.Store})
@@ -90,9 +100,9 @@ func NewGRPCServer(d Deps) *grpc.Server {
 	seatledgerv1.RegisterAuditServiceServer(s, &auditService{store: d.Store})
 
 	hs := health.NewServer() // reports SERVING for "" and every service
-	healthpb.RegisterHealthServer(s, hs)
-	reflection.Register(s)
-	return s
+	healthpb.RegisterHealthServer(gs, hs)
+	reflection.Register(gs)
+	return gs, local
 }
 
 // The services whose handlers are still being written embed their

@@ -9,7 +9,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	seatledgerv1 "github.com/seatledger/seatledger/gen/seatledger/v1"
 	"github.com/seatledger/seatledger/internal/store"
@@ -203,5 +205,16 @@ func TestReadCache_chargebackFollowsPrices(t *testing.T) {
 	}
 	if tot := priced.GetTotals(); len(tot) != 1 || tot[0].GetCurrencyCode() != "EUR" {
 		t.Errorf("totals after SetPrice %v, want one in EUR", tot)
+	}
+}
+
+// TestLocal_unknownMethod: the in-process connection answers what a gRPC
+// server answers for a method it does not serve.
+func TestLocal_unknownMethod(t *testing.T) {
+	t.Parallel()
+	_, local := New(Deps{})
+	err := local.Invoke(t.Context(), "/seatledger.v1.Nope/Nothing", &seatledgerv1.GetAllotmentRequest{}, &seatledgerv1.Allotment{})
+	if status.Code(err) != codes.Unimplemented {
+		t.Errorf("Invoke(unknown method) = %v, want UNIMPLEMENTED", err)
 	}
 }

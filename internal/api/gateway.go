@@ -12,7 +12,6 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/seatledger/seatledger/gen/openapiv2"
 	seatledgerv1 "github.com/seatledger/seatledger/gen/seatledger/v1"
@@ -26,33 +25,29 @@ const maxBodyBytes = 1 << 20
 // NewGateway returns the HTTP/JSON face of the API: the REST routes of
 // proto/seatledger/v1/seatledger_http.yaml, GET /openapi.json, GET /healthz
 // (the process is alive) and GET /readyz (ready reports why not). It calls
-// the gRPC server at grpcAddr over a real loopback connection, so REST calls
-// pass the same interceptors as gRPC calls. The returned function closes
-// that connection.
+// the API through conn: the Local of New, so that REST calls pass the same
+// interceptors as gRPC calls without a second trip through gRPC (any
+// connection to a seatledger gRPC server works too).
 //
 // metrics, when not nil, writes the Prometheus text exposition served at
 // GET /metrics, which, like the health endpoints, needs no token.
-func NewGateway(ctx context.Context, grpcAddr string, ready func(context.Context) error, metrics func(io.Writer)) (http.Handler, func() error, error) {
-	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return nil, nil, fmt.Errorf("gateway: dial grpc: %w", err)
-	}
+func NewGateway(ctx context.Context, conn grpc.ClientConnInterface, ready func(context.Context) error, metrics func(io.Writer)) (http.Handler, error) {
 	gw := runtime.NewServeMux(runtime.WithIncomingHeaderMatcher(forwardHeader),
-		runtime.WithMarshalerOption(csvMIME, newChargebackMarshaler())) // chargeback files; see chargeback.go
-	for _, register := range []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
-		seatledgerv1.RegisterSubscriptionServiceHandler,
-		seatledgerv1.RegisterAllotmentServiceHandler,
-		seatledgerv1.RegisterAssignmentServiceHandler,
-		seatledgerv1.RegisterWaitingMemberServiceHandler,
-		seatledgerv1.RegisterAssignmentErrorServiceHandler,
-		seatledgerv1.RegisterUserServiceHandler,
-		seatledgerv1.RegisterChargebackServiceHandler,
-		seatledgerv1.RegisterSyncServiceHandler,
-		seatledgerv1.RegisterAuditServiceHandler,
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, newMemoJSON()), // JSON, large answers remembered; see jsonmemo.go
+		runtime.WithMarshalerOption(csvMIME, newChargebackMarshaler()))   // chargeback files; see chargeback.go
+	for _, err := range []error{
+		seatledgerv1.RegisterSubscriptionServiceHandlerClient(ctx, gw, seatledgerv1.NewSubscriptionServiceClient(conn)),
+		seatledgerv1.RegisterAllotmentServiceHandlerClient(ctx, gw, seatledgerv1.NewAllotmentServiceClient(conn)),
+		seatledgerv1.RegisterAssignmentServiceHandlerClient(ctx, gw, seatledgerv1.NewAssignmentServiceClient(conn)),
+		seatledgerv1.RegisterWaitingMemberServiceHandlerClient(ctx, gw, seatledgerv1.NewWaitingMemberServiceClient(conn)),
+		seatledgerv1.RegisterAssignmentErrorServiceHandlerClient(ctx, gw, seatledgerv1.NewAssignmentErrorServiceClient(conn)),
+		seatledgerv1.RegisterUserServiceHandlerClient(ctx, gw, seatledgerv1.NewUserServiceClient(conn)),
+		seatledgerv1.RegisterChargebackServiceHandlerClient(ctx, gw, seatledgerv1.NewChargebackServiceClient(conn)),
+		seatledgerv1.RegisterSyncServiceHandlerClient(ctx, gw, seatledgerv1.NewSyncServiceClient(conn)),
+		seatledgerv1.RegisterAuditServiceHandlerClient(ctx, gw, seatledgerv1.NewAuditServiceClient(conn)),
 	} {
-		if err := register(ctx, gw, conn); err != nil {
-			_ = conn.Close()
-			return nil, nil, fmt.Errorf("gateway: register: %w", err)
+		if err != nil {
+			return nil, fmt.Errorf("gateway: register: %w", err)
 		}
 	}
 	mux := http.NewServeMux()
@@ -80,7 +75,7 @@ func NewGateway(ctx context.Context, grpcAddr string, ready func(context.Context
 		})
 	}
 	mux.Handle("/", gw)
-	return limitBodies(mux, maxBodyBytes), conn.Close, nil
+	return limitBodies(mux, maxBodyBytes), nil
 }
 
 // forwardHeader passes the HTTP headers the gRPC handlers read on as
