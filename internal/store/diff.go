@@ -180,12 +180,16 @@ func (m mirrored) merge(ctx context.Context, tx pgx.Tx, snap int64, at time.Time
 	if m.provisional {
 		// Usually there is none (the index holds only them): then the
 		// join of the whole stage with the versions is not worth making.
-		var found bool
-		q := `SELECT EXISTS (SELECT 1 FROM ` + m.versions + ` WHERE provisional AND upper_inf(valid))`
-		if err := tx.QueryRow(ctx, q).Scan(&found); err != nil {
+		// (ORDER BY id keeps the planner on that index: without
+		// statistics it guesses a third of the rows are provisional, and
+		// an EXISTS would scan the table for the first one.)
+		q := `SELECT id FROM ` + m.versions + ` WHERE provisional AND upper_inf(valid) ORDER BY id LIMIT 1`
+		rows, _ := tx.Query(ctx, q)
+		first, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
 			return Changes{}, fmt.Errorf("look for provisional %s versions: %w", m.name, err)
 		}
-		if found {
+		if len(first) > 0 {
 			if _, err := tx.Exec(ctx, m.settleSQL(), snap); err != nil {
 				return Changes{}, fmt.Errorf("settle provisional %s versions: %w", m.name, err)
 			}
