@@ -2,15 +2,12 @@ package api
 
 import (
 	"context"
-	"net"
 	gosync "sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	seatledgerv1 "github.com/seatledger/seatledger/gen/seatledger/v1"
@@ -51,17 +48,7 @@ func startCacheEnv(t *testing.T, cacheBytes int) *cacheEnv {
 	waitGeneration(t, st, g)
 
 	srv := NewGRPCServer(Deps{Store: st, Graph: gc, ReadCacheBytes: cacheBytes})
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := serve(t, srv)
 	sql, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)

@@ -295,17 +295,10 @@ func startGraph(t *testing.T, tenant *graphsim.Tenant) (*graphsim.Server, *graph
 	return sim, gc, u.Path
 }
 
-func startCompletionEnv(t *testing.T) *completionEnv {
+// serve serves srv on a loopback port until the test ends and returns a
+// client connection to it.
+func serve(t *testing.T, srv *grpc.Server) *grpc.ClientConn {
 	t.Helper()
-	sim, gc, graphPath := startGraph(t, completionTenant())
-	st := storetest.New(t)
-	syncer := mirrorsync.New(gc, st, mirrorsync.Options{})
-	if _, err := syncer.RunOnce(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	completions := NewCompletions()
-	completions.hold = make(chan struct{})
-	srv := NewGRPCServer(Deps{Store: st, Graph: gc, Sync: syncer, Completions: completions})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -317,6 +310,21 @@ func startCompletionEnv(t *testing.T) *completionEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+func startCompletionEnv(t *testing.T) *completionEnv {
+	t.Helper()
+	sim, gc, graphPath := startGraph(t, completionTenant())
+	st := storetest.New(t)
+	syncer := mirrorsync.New(gc, st, mirrorsync.Options{})
+	if _, err := syncer.RunOnce(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	completions := NewCompletions()
+	completions.hold = make(chan struct{})
+	srv := NewGRPCServer(Deps{Store: st, Graph: gc, Sync: syncer, Completions: completions})
+	conn := serve(t, srv)
 	var once gosync.Once
 	env := &completionEnv{sim: sim, graphPath: graphPath + "/", st: st, syncer: syncer, completions: completions,
 		release:     func() { once.Do(func() { close(completions.hold) }) },
