@@ -142,7 +142,13 @@ func benchChargeback(ctx context.Context, pg *pglocal.Server, db string, inst *i
 		defer cancel()
 		return inst.st.WaitGeneration(wctx, g)
 	}
-	f.oneYear, err = fastestAfter(calls, uncached, get)
+	// A warm-up round, untimed: the first calls on each of the pool's
+	// connections prepare the chargeback's statements there, a cost the
+	// 3-year round would not pay again.
+	_, err = fastestAfter(calls, uncached, get)
+	if err == nil {
+		f.oneYear, err = fastestAfter(calls, uncached, get)
+	}
 	switch status.Code(err) {
 	case codes.OK:
 	case codes.Unimplemented:
