@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -211,6 +212,7 @@ type heapSampler struct {
 	peak, live atomic.Uint64
 	stop       chan struct{}
 	wg         sync.WaitGroup
+	lives      []uint64 // each live heap a GC found, in order (the sampling goroutine's until Stop)
 }
 
 // liveHeap is the heap the last GC found live.
@@ -225,7 +227,7 @@ func liveHeap() uint64 {
 
 // sampleHeap starts sampling every 10 ms, after a full collection so
 // that the base figure holds live memory only.
-func sampleHeap() (h *heapSampler, base uint64) {
+func sampleHeap() (h *heapSampler, base, baseLive uint64) {
 	runtime.GC()
 	debug.FreeOSMemory()
 	var ms runtime.MemStats
@@ -248,33 +250,46 @@ func sampleHeap() (h *heapSampler, base uint64) {
 				if ms.HeapInuse > h.peak.Load() {
 					h.peak.Store(ms.HeapInuse)
 				}
-				if l := liveHeap(); l > h.live.Load() {
+				l := liveHeap()
+				if l > h.live.Load() {
 					h.live.Store(l)
+				}
+				if n := len(h.lives); n == 0 || h.lives[n-1] != l {
+					h.lives = append(h.lives, l)
 				}
 			}
 		}
 	}()
-	return h, ms.HeapInuse
+	return h, ms.HeapInuse, h.live.Load()
 }
 
-// Stop ends sampling and returns the peaks.
-func (h *heapSampler) Stop() (inuse, live uint64) {
+// Stop ends sampling and returns the peaks, and the median of the live
+// heaps the collections found (a peak is the largest of many samples, and
+// a longer sync takes more).
+func (h *heapSampler) Stop() (inuse, live, liveMedian uint64) {
 	close(h.stop)
 	h.wg.Wait()
-	return h.peak.Load(), h.live.Load()
+	if len(h.lives) > 0 {
+		sorted := slices.Clone(h.lives)
+		slices.Sort(sorted)
+		liveMedian = sorted[len(sorted)/2]
+	}
+	return h.peak.Load(), h.live.Load(), liveMedian
 }
 
 // syncFigures is what benchSync measured on one tenant.
 type syncFigures struct {
-	tenant      string
-	paging      pass
-	copyTook    time.Duration
-	syncTook    time.Duration
-	syncReqs    int64
-	syncRetries int64
-	heapBase    uint64
-	heapPeak    uint64
-	heapLive    uint64 // peak of the live heap found by the GCs during the sync
+	tenant       string
+	paging       pass
+	copyTook     time.Duration
+	syncTook     time.Duration
+	syncReqs     int64
+	syncRetries  int64
+	heapBase     uint64 // HeapInuse before the sync (after a collection): what the process held already
+	heapBaseLive uint64
+	heapPeak     uint64
+	heapLive     uint64 // peak of the live heap found by the GCs during the sync
+	heapLiveMed  uint64 // median of those live heaps
 	// Unchanged re-sync (when asked for).
 	resync          bool
 	resyncPaging    pass
@@ -310,20 +325,21 @@ func benchSync(ctx context.Context, pg *pglocal.Server, db string, sim *simProce
 		at := time.Now().Add(-historyStart)
 		inst.syncAt.Store(&at)
 	}
-	h, base := sampleHeap()
+	h, base, baseLive := sampleHeap()
 	start := time.Now()
 	run, err := inst.syncer.RunOnce(ctx)
 	inst.syncAt.Store(nil)
 	f.syncTook = time.Since(start)
-	f.heapPeak, f.heapLive = h.Stop()
-	f.heapBase = base
+	f.heapPeak, f.heapLive, f.heapLiveMed = h.Stop()
+	f.heapBase, f.heapBaseLive = base, baseLive
 	if err != nil {
 		return f, fmt.Errorf("full sync: %w", err)
 	}
 	f.syncReqs = run.GraphRequests
 	f.syncRetries = inst.gc.Stats().Retries - before.Retries
-	logf("%s: full sync took %v, %d Graph requests, peak heap %d MiB (live %d MiB)", tenant,
-		f.syncTook.Round(time.Millisecond), f.syncReqs, f.heapPeak>>20, f.heapLive>>20)
+	logf("%s: full sync took %v, %d Graph requests, peak heap %.1f MiB (live %.1f MiB, median live %.1f MiB, before the sync %.1f MiB)", tenant,
+		f.syncTook.Round(time.Millisecond), f.syncReqs, float64(f.heapPeak)/(1<<20), float64(f.heapLive)/(1<<20),
+		float64(f.heapLiveMed)/(1<<20), float64(f.heapBase)/(1<<20))
 	if !resync {
 		return f, nil
 	}
