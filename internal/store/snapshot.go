@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -30,16 +32,19 @@ const (
 // transaction. Discard, or a crash, leaves only staging rows, which the
 // next BeginSnapshot clears.
 //
-// A Snapshot is used by one goroutine. At most one snapshot is staged at
-// a time: BeginSnapshot ends any other (its Apply then fails with
-// ErrConflict), so a deposed leader's half-staged run cannot mix with the
-// new leader's.
+// Different collections may be staged from different goroutines at once
+// (each collection from one: rows of one table keep their order); Apply
+// and Discard come after every stage call has returned. At most one
+// snapshot is staged at a time: BeginSnapshot ends any other (its Apply
+// then fails with ErrConflict), so a deposed leader's half-staged run
+// cannot mix with the new leader's.
 type Snapshot struct {
 	s   *Store
 	id  int64
-	at  time.Time // run.StartedAt, truncated to the microsecond
-	seq int64     // next staging sequence number; a later row wins over an earlier duplicate
+	at  time.Time    // run.StartedAt, truncated to the microsecond
+	seq atomic.Int64 // last staging sequence number; a later row wins over an earlier duplicate
 
+	mu        sync.Mutex       // guards what follows while collections stage at once
 	staged    map[string]int64 // staging table → rows copied into it
 	users     string           // "", "full" or "delta"
 	deltaLink *string
@@ -109,8 +114,7 @@ func stageRows[T any](ctx context.Context, sn *Snapshot, table string, columns [
 			if err == nil {
 				var row []any
 				if row, err = conv(v); err == nil {
-					sn.seq++
-					return append([]any{sn.id, sn.seq}, row...), nil
+					return append([]any{sn.id, sn.seq.Add(1)}, row...), nil
 				}
 			}
 			srcErr = err
@@ -119,9 +123,13 @@ func stageRows[T any](ctx context.Context, sn *Snapshot, table string, columns [
 	if srcErr != nil {
 		err = srcErr
 	}
+	sn.mu.Lock()
+	defer sn.mu.Unlock()
 	if err != nil {
-		sn.err = fmt.Errorf("stage %s: %w", table, err)
-		return 0, sn.err
+		if sn.err == nil {
+			sn.err = fmt.Errorf("stage %s: %w", table, err)
+		}
+		return 0, fmt.Errorf("stage %s: %w", table, err)
 	}
 	sn.staged[table] += n
 	return n, nil
@@ -129,6 +137,8 @@ func stageRows[T any](ctx context.Context, sn *Snapshot, table string, columns [
 
 // usable reports why the snapshot can no longer stage or apply.
 func (sn *Snapshot) usable() error {
+	sn.mu.Lock()
+	defer sn.mu.Unlock()
 	switch {
 	case sn.done:
 		return errors.New("snapshot already applied or discarded")
@@ -221,10 +231,13 @@ func (sn *Snapshot) StageUsers(ctx context.Context, full bool, rows iter.Seq2[Us
 	if full {
 		mode = "full"
 	}
+	sn.mu.Lock()
 	if sn.users != "" && sn.users != mode {
+		sn.mu.Unlock()
 		return 0, fmt.Errorf("stage users: snapshot already stages users as a %s listing", sn.users)
 	}
 	sn.users = mode
+	sn.mu.Unlock()
 	columns := []string{"id", "user_principal_name", "display_name", "department", "company_name", "cost_center",
 		"account_enabled", "raw"}
 	return stageRows(ctx, sn, "stage_users", columns, rows, func(u User) ([]any, error) {
@@ -244,9 +257,11 @@ func (sn *Snapshot) StageUsers(ctx context.Context, full bool, rows iter.Seq2[Us
 // snapshot also staged them with StageUsers. Without a StageUsers call the
 // snapshot's users are a delta.
 func (sn *Snapshot) StageUserRemovals(ctx context.Context, ids []string) error {
+	sn.mu.Lock()
 	if sn.users == "" {
 		sn.users = "delta"
 	}
+	sn.mu.Unlock()
 	_, err := stageRows(ctx, sn, "stage_user_removals", []string{"id"}, func(yield func(string, error) bool) {
 		for _, id := range ids {
 			if !yield(id, nil) {
@@ -272,9 +287,11 @@ func (sn *Snapshot) StageGroupMembers(ctx context.Context, groupID string, rows 
 	if groupID == "" {
 		return 0, errors.New("stage group members: no group id")
 	}
+	sn.mu.Lock()
 	if _, ok := sn.staged["stage_group_members"]; !ok {
 		sn.staged["stage_group_members"] = 0
 	}
+	sn.mu.Unlock()
 	return stageRows(ctx, sn, "stage_group_members", []string{"group_id", "member_id", "member_type"}, rows,
 		func(m GroupMember) ([]any, error) {
 			if m.MemberID == "" {
@@ -287,7 +304,11 @@ func (sn *Snapshot) StageGroupMembers(ctx context.Context, groupID string, rows 
 // SetUsersDeltaLink sets the users/delta link that Apply persists in its
 // transaction, so that the link and the users it follows from commit
 // together. Without a call the stored link is left as it is.
-func (sn *Snapshot) SetUsersDeltaLink(link string) { sn.deltaLink = &link }
+func (sn *Snapshot) SetUsersDeltaLink(link string) {
+	sn.mu.Lock()
+	defer sn.mu.Unlock()
+	sn.deltaLink = &link
+}
 
 // UsersDeltaLink returns the users/delta link persisted by the last
 // applied snapshot that set one, or "" when there is none.

@@ -26,6 +26,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/seatledger/seatledger/internal/graph"
 	"github.com/seatledger/seatledger/internal/store"
 )
@@ -386,7 +388,20 @@ func (s *Syncer) pass(ctx context.Context, force, fullUsers bool) (store.SyncRun
 // errors are one listing each; waiting members are listed per allotment
 // (Graph has no tenant-wide listing); users come from users/delta; group
 // memberships are listed for the groups that hold an assignment.
+//
+// Users are paged at the same time as the rest: they depend on nothing
+// else, and two listings in flight keep both the client and PostgreSQL
+// busy while Graph composes the next page (the request count, and so
+// the Graph budget, is unchanged). The first failure ends both.
 func (s *Syncer) stage(ctx context.Context, sn *store.Snapshot, fullUsers bool) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.stageUsers(ctx, sn, fullUsers) })
+	g.Go(func() error { return s.stageLicensing(ctx, sn) })
+	return g.Wait()
+}
+
+// stageLicensing stages everything but the users.
+func (s *Syncer) stageLicensing(ctx context.Context, sn *store.Snapshot) error {
 	var allotmentIDs []string
 	allotments := mapSeq(s.graph.Allotments(ctx), func(a graph.Allotment) store.Allotment {
 		allotmentIDs = append(allotmentIDs, a.ID)
@@ -430,10 +445,6 @@ func (s *Syncer) stage(ctx context.Context, sn *store.Snapshot, fullUsers bool) 
 	errs := mapSeq(s.graph.AssignmentErrors(ctx), assignmentErrorFromGraph)
 	if _, err := sn.StageAssignmentErrors(ctx, withProgress(s.log, "assignment_errors", errs)); err != nil {
 		return fmt.Errorf("assignment errors: %w", err)
-	}
-
-	if err := s.stageUsers(ctx, sn, fullUsers); err != nil {
-		return err
 	}
 
 	for g := range groups {
