@@ -162,6 +162,21 @@ func (m mirrored) settleSQL() string {
 		  AND (` + cols("s", other) + `) IS NOT DISTINCT FROM (` + cols("v", other) + `)`
 }
 
+// changedKeysSQL stores into stage_changed_keys the keys whose staged row
+// differs from their current version (changed, new, or gone from the
+// stage), for a full listing of a kind keyed by id, as the merge's stale
+// and open statements would find them now. $1 is the snapshot, $2 the
+// run's time.
+func (m mirrored) changedKeysSQL() string {
+	return `
+		INSERT INTO stage_changed_keys (snapshot_id, kind, id)
+		SELECT $1, '` + m.name + `', COALESCE(v.id, s.id)
+		FROM (SELECT * FROM ` + m.versions + ` WHERE upper_inf(valid) AND lower(valid) <= $2) v
+		FULL JOIN (SELECT * FROM ` + m.stage + ` WHERE snapshot_id = $1) s ON s.id = v.id
+		WHERE v.id IS NULL OR s.id IS NULL
+		   OR (` + cols("s", m.values) + `) IS DISTINCT FROM (` + cols("v", m.values) + `)`
+}
+
 // merge makes the current versions equal to the staged rows: changed keys
 // get their version closed and a new one opened, new keys a version, and
 // unchanged keys nothing written. With full, current keys absent from the
@@ -176,7 +191,13 @@ func (m mirrored) settleSQL() string {
 //
 // Provisional versions are settled first (see settleSQL), so they count
 // as unchanged.
-func (m mirrored) merge(ctx context.Context, tx pgx.Tx, snap int64, at time.Time, full bool, staged int64) (Changes, error) {
+//
+// With changedKnown, stage_changed_keys holds (from changedKeysSQL) every
+// key of this kind whose staged row differed from its current version when
+// it was computed, during the run: only those keys are merged. The others
+// were equal then, and nothing but a write recorded after the run began
+// (which merge leaves alone anyway) can have changed them since.
+func (m mirrored) merge(ctx context.Context, tx pgx.Tx, snap int64, at time.Time, full bool, staged int64, changedKnown bool) (Changes, error) {
 	if m.provisional {
 		// Usually there is none (the index holds only them): then the
 		// join of the whole stage with the versions is not worth making.
@@ -195,6 +216,13 @@ func (m mirrored) merge(ctx context.Context, tx pgx.Tx, snap int64, at time.Time
 			}
 		}
 	}
+	// onlyChanged restricts a statement to the keys found changed.
+	onlyChanged := func(alias string) string {
+		if !changedKnown {
+			return ""
+		}
+		return ` AND ` + alias + `.id IN (SELECT c.id FROM stage_changed_keys c WHERE c.snapshot_id = $1 AND c.kind = '` + m.name + `')`
+	}
 	var stale string
 	if full {
 		stale = `
@@ -203,7 +231,7 @@ func (m mirrored) merge(ctx context.Context, tx pgx.Tx, snap int64, at time.Time
 			LEFT JOIN ` + m.stage + ` s
 			  ON s.snapshot_id = $1
 			 AND ` + m.keyMatch("s", "v") + `
-			WHERE upper_inf(v.valid)
+			WHERE upper_inf(v.valid)` + onlyChanged("v") + `
 			  AND lower(v.valid) <= $2
 			  AND (s.` + m.keys[0] + ` IS NULL
 			       OR (` + cols("s", m.values) + `) IS DISTINCT FROM (` + cols("v", m.values) + `))`
@@ -236,7 +264,7 @@ func (m mirrored) merge(ctx context.Context, tx pgx.Tx, snap int64, at time.Time
 		INSERT INTO ` + m.versions + ` (` + insertCols + `, valid)
 		SELECT ` + selectCols + `, tstzrange($2, NULL, '[)')
 		FROM ` + m.stage + ` s
-		WHERE s.snapshot_id = $1
+		WHERE s.snapshot_id = $1` + onlyChanged("s") + `
 		  AND NOT EXISTS (
 			SELECT 1
 			FROM ` + m.versions + ` v

@@ -49,13 +49,16 @@ type Snapshot struct {
 	users     string           // "", "full" or "delta"
 	deltaLink *string
 	err       error // the first staging error: Apply refuses to apply a partial stage
-	done      bool  // applied, held or discarded
+	// prepared maps a staging table that PrepareAssignments compared early
+	// to the duplicates it removed.
+	prepared map[string]int64
+	done     bool // applied, held or discarded
 }
 
 // stagingTables are every staging table, cleared by BeginSnapshot and
 // Apply.
 const stagingTables = `stage_allotments, stage_assignments, stage_waiting_members, stage_assignment_errors,
-	stage_users, stage_user_removals, stage_group_members`
+	stage_users, stage_user_removals, stage_group_members, stage_changed_keys`
 
 // BeginSnapshot starts staging a run that reads Graph from startedAt on
 // (the time the snapshot is "as of"). It clears the staging rows of every
@@ -188,6 +191,51 @@ func (sn *Snapshot) StageAssignments(ctx context.Context, rows iter.Seq2[Assignm
 		}
 		return []any{a.ID, a.AllotmentID, a.AssigneeID, a.AssigneeType, nonNil(a.DisabledPlanIDs), a.Raw}, nil
 	})
+}
+
+// PrepareAssignments does, once the assignments are staged and while the
+// run pages the rest, the part of Apply's work on them that does not
+// write the mirror: it removes duplicates, refreshes the planner's
+// statistics, and finds the assignments whose staged row differs from
+// their current version (stage_changed_keys), so that Apply merges only
+// those. It must be called after the last StageAssignments of the
+// snapshot and return before Apply; it may run while other collections
+// stage. Without it Apply does the same work itself.
+func (sn *Snapshot) PrepareAssignments(ctx context.Context) error {
+	if err := sn.usable(); err != nil {
+		return err
+	}
+	const table = "stage_assignments"
+	m := mirrorAssignments
+	var dups int64
+	err := pgx.BeginFunc(ctx, sn.s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `ANALYZE `+table); err != nil {
+			return fmt.Errorf("analyze %s: %w", table, err)
+		}
+		var err error
+		if dups, err = m.dedupe(ctx, tx, sn.id); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, m.changedKeysSQL(), sn.id, sn.at); err != nil {
+			return fmt.Errorf("find changed %s: %w", m.name, err)
+		}
+		// Usually few: the planner must know it, to reach the versions
+		// of those keys through their index rather than by a scan.
+		if _, err := tx.Exec(ctx, `ANALYZE stage_changed_keys`); err != nil {
+			return fmt.Errorf("analyze stage_changed_keys: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("prepare assignments: %w", translate(err))
+	}
+	sn.mu.Lock()
+	defer sn.mu.Unlock()
+	if sn.prepared == nil {
+		sn.prepared = map[string]int64{}
+	}
+	sn.prepared[table] = dups
+	return nil
 }
 
 // StageWaitingMembers stages waiting members; the calls together are the
@@ -497,6 +545,14 @@ func (sn *Snapshot) merge(ctx context.Context, tx pgx.Tx) (counts map[string]Cha
 		if err != nil {
 			return 0, err
 		}
+		if dups, ok := sn.prepared[table]; ok {
+			// Deduplicated and analyzed already (PrepareAssignments).
+			if n+dups != sn.staged[table] {
+				return 0, fmt.Errorf("%w: %s holds %d rows of snapshot %d, %d were staged, %d removed as duplicates (cleared by a newer snapshot?)",
+					ErrConflict, table, n, sn.id, sn.staged[table], dups)
+			}
+			return n, nil
+		}
 		if n != sn.staged[table] {
 			return 0, fmt.Errorf("%w: %s holds %d rows of snapshot %d, %d were staged (cleared by a newer snapshot?)",
 				ErrConflict, table, n, sn.id, sn.staged[table])
@@ -552,7 +608,8 @@ func (sn *Snapshot) merge(ctx context.Context, tx pgx.Tx) (counts map[string]Cha
 		if err != nil {
 			return nil, nil, err
 		}
-		ch, err := k.m.merge(ctx, tx, sn.id, sn.at, true, n)
+		_, changedKnown := sn.prepared[k.table]
+		ch, err := k.m.merge(ctx, tx, sn.id, sn.at, true, n, changedKnown)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -566,7 +623,7 @@ func (sn *Snapshot) merge(ctx context.Context, tx pgx.Tx) (counts map[string]Cha
 			return nil, nil, err
 		}
 		full := sn.users == "full"
-		ch, err := mirrorUsers.merge(ctx, tx, sn.id, sn.at, full, n)
+		ch, err := mirrorUsers.merge(ctx, tx, sn.id, sn.at, full, n, false)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -422,6 +422,17 @@ func (s *Syncer) stageLicensing(ctx context.Context, sn *store.Snapshot) error {
 		return fmt.Errorf("assignments: %w", err)
 	}
 
+	// While the rest pages, the store compares the staged assignments
+	// with the mirror, so that Apply merges only those that changed.
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return sn.PrepareAssignments(ctx) })
+	g.Go(func() error { return s.stageRest(ctx, sn, allotmentIDs, groups) })
+	return g.Wait()
+}
+
+// stageRest stages waiting members, assignment errors and the members of
+// the groups that hold an assignment.
+func (s *Syncer) stageRest(ctx context.Context, sn *store.Snapshot, allotmentIDs []string, groups map[string]bool) error {
 	waiting := func(yield func(store.WaitingMember, error) bool) {
 		for _, id := range allotmentIDs {
 			for w, err := range s.graph.AllotmentWaitingMembers(ctx, id) {
