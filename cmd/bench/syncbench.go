@@ -277,6 +277,10 @@ func (h *heapSampler) Stop() (inuse, live, liveMedian uint64) {
 	return h.peak.Load(), h.live.Load(), liveMedian
 }
 
+// resyncRounds is how many unchanged re-syncs (each after its paging
+// baseline) benchSync times.
+const resyncRounds = 2
+
 // syncFigures is what benchSync measured on one tenant.
 type syncFigures struct {
 	tenant       string
@@ -344,22 +348,34 @@ func benchSync(ctx context.Context, pg *pglocal.Server, db string, sim *simProce
 		return f, nil
 	}
 
-	link, err := inst.st.UsersDeltaLink(ctx)
-	if err != nil {
-		return f, fmt.Errorf("users delta link: %w", err)
-	}
-	if f.resyncPaging, err = pageAll(ctx, gc, link, nil); err != nil {
-		return f, fmt.Errorf("re-sync paging baseline: %w", err)
-	}
+	// Two rounds, each the paging baseline then the re-sync; the fastest
+	// of each is kept (a run of seconds on a shared machine varies by a
+	// tenth), and the version rows are counted over both.
 	v0, err := versionRows(ctx, pg, db)
 	if err != nil {
 		return f, err
 	}
-	start = time.Now()
-	if _, err := inst.syncer.RunOnce(ctx); err != nil {
-		return f, fmt.Errorf("unchanged re-sync: %w", err)
+	for round := range resyncRounds {
+		link, err := inst.st.UsersDeltaLink(ctx)
+		if err != nil {
+			return f, fmt.Errorf("users delta link: %w", err)
+		}
+		paging, err := pageAll(ctx, gc, link, nil)
+		if err != nil {
+			return f, fmt.Errorf("re-sync paging baseline: %w", err)
+		}
+		start := time.Now()
+		if _, err := inst.syncer.RunOnce(ctx); err != nil {
+			return f, fmt.Errorf("unchanged re-sync: %w", err)
+		}
+		took := time.Since(start)
+		if round == 0 || paging.took < f.resyncPaging.took {
+			f.resyncPaging = paging
+		}
+		if round == 0 || took < f.resyncTook {
+			f.resyncTook = took
+		}
 	}
-	f.resyncTook = time.Since(start)
 	v1, err := versionRows(ctx, pg, db)
 	if err != nil {
 		return f, err
