@@ -193,7 +193,13 @@ func benchChargeback(ctx context.Context, pg *pglocal.Server, db string, inst *i
 		return f, fmt.Errorf("chargeback ledger fill: %w", err)
 	}
 	logf("chargeback ledger fill, 3 years of history: %v", f.ledgerFill3y.Round(time.Millisecond))
-	f.threeYears, err = fastestAfter(calls, uncached, get)
+	// The same warm-up as before the 1-year round: the fill emptied and
+	// rewrote the ledger (and analyzed it), so each connection plans the
+	// chargeback's statements again on its first call.
+	_, err = fastestAfter(calls, uncached, get)
+	if err == nil {
+		f.threeYears, err = fastestAfter(calls, uncached, get)
+	}
 	switch status.Code(err) {
 	case codes.OK:
 	case codes.DeadlineExceeded:

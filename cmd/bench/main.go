@@ -101,7 +101,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	p := plan{mode: "full", command: "make bench", primary: medium, secondary: large, latency: small, readFor: 3 * time.Second, writes: 15,
-		chargebackCalls: 15, chargebackDeadline: 60 * time.Second}
+		chargebackCalls: 40, chargebackDeadline: 60 * time.Second}
 	if *quick {
 		p = plan{mode: "quick", command: "make bench-quick", primary: small, secondary: mediumTenth, latency: small, readFor: time.Second, writes: 7,
 			chargebackCalls: 2, chargebackDeadline: 20 * time.Second}
