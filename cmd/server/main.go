@@ -165,7 +165,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return fmt.Errorf("http listener: %w", err)
 	}
 	defer httpLis.Close()
-	gateway, err := api.NewGateway(ctx, local, api.Readiness(st, syncer.Ready), metricsWriter(syncer, gc))
+	gateway, err := api.NewGateway(ctx, local, api.Readiness(st, syncer.Ready), metricsWriter(syncer, gc, local))
 	if err != nil {
 		return err
 	}
@@ -402,9 +402,9 @@ func newLogger(w io.Writer, level slog.Level, format string) *slog.Logger {
 // metricsWriter writes the sync's and the Graph client's counters in the
 // Prometheus text format: enough to alert on held or failing syncs and on
 // Graph throttling, without a metrics library.
-func metricsWriter(syncer *mirrorsync.Syncer, gc *graph.Client) func(io.Writer) {
+func metricsWriter(syncer *mirrorsync.Syncer, gc *graph.Client, local *api.Local) func(io.Writer) {
 	return func(w io.Writer) {
-		m, g := syncer.Metrics(), gc.Stats()
+		m, g, c := syncer.Metrics(), gc.Stats(), local.ReadCacheStats()
 		leading, last := 0, 0.0
 		if m.Leading {
 			leading = 1
@@ -428,6 +428,20 @@ func metricsWriter(syncer *mirrorsync.Syncer, gc *graph.Client) func(io.Writer) 
 		fmt.Fprintf(w, "seatledger_graph_retries_total %d\n", g.Retries)
 		fmt.Fprintf(w, "# HELP seatledger_graph_throttle_limit_percentage Last x-ms-throttle-limit-percentage Graph sent (0: never).\n# TYPE seatledger_graph_throttle_limit_percentage gauge\n")
 		fmt.Fprintf(w, "seatledger_graph_throttle_limit_percentage %g\n", g.ThrottleLimitPercentage)
+		if c.Enabled {
+			live := 0
+			if c.Live {
+				live = 1
+			}
+			fmt.Fprintf(w, "# HELP seatledger_read_cache_live Whether the read cache serves (1: the database's change notifications are received).\n# TYPE seatledger_read_cache_live gauge\n")
+			fmt.Fprintf(w, "seatledger_read_cache_live %d\n", live)
+			fmt.Fprintf(w, "# HELP seatledger_read_cache_hits_total Cached reads answered from memory.\n# TYPE seatledger_read_cache_hits_total counter\n")
+			fmt.Fprintf(w, "seatledger_read_cache_hits_total %d\n", c.Hits)
+			fmt.Fprintf(w, "# HELP seatledger_read_cache_misses_total Cached reads answered from the database.\n# TYPE seatledger_read_cache_misses_total counter\n")
+			fmt.Fprintf(w, "seatledger_read_cache_misses_total %d\n", c.Misses)
+			fmt.Fprintf(w, "# HELP seatledger_read_cache_bytes Wire size of the answers the read cache holds.\n# TYPE seatledger_read_cache_bytes gauge\n")
+			fmt.Fprintf(w, "seatledger_read_cache_bytes %d\n", c.Bytes)
+		}
 	}
 }
 

@@ -447,8 +447,10 @@ func TestRun_MirrorsConfiguredTenant(t *testing.T) {
 		}
 		code, body = svc.getAs(t, "", "/metrics")
 		if code != http.StatusOK || !regexp.MustCompile(`(?m)^seatledger_sync_runs_total\{outcome="succeeded"\} [1-9]`).Match(body) ||
-			!regexp.MustCompile(`(?m)^seatledger_graph_requests_total [1-9]`).Match(body) {
-			t.Errorf("GET /metrics = %d:\n%s\nwant the succeeded runs and Graph requests counted", code, body)
+			!regexp.MustCompile(`(?m)^seatledger_graph_requests_total [1-9]`).Match(body) ||
+			!regexp.MustCompile(`(?m)^seatledger_read_cache_live 1$`).Match(body) ||
+			!regexp.MustCompile(`(?m)^seatledger_read_cache_misses_total [1-9]`).Match(body) {
+			t.Errorf("GET /metrics = %d:\n%s\nwant the succeeded runs and Graph requests counted, the read cache live and consulted", code, body)
 		}
 		resp, err := healthpb.NewHealthClient(svc.conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
 		if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {

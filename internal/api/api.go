@@ -77,13 +77,15 @@ func New(d Deps) (*grpc.Server, *Local) {
 		unary = append(unary, auth.UnaryServerInterceptor(d.Auth, Policy, publicMethod, log), noteCaller())
 		stream = append(stream, auth.StreamServerInterceptor(d.Auth, Policy, publicMethod, log))
 	}
+	var cache *readCache
 	if d.ReadCacheBytes > 0 && d.Store != nil {
 		// After access control: only allowed calls read from it.
-		unary = append(unary, newReadCache(d.Store, d.ReadCacheBytes).interceptor())
+		cache = newReadCache(d.Store, d.ReadCacheBytes)
+		unary = append(unary, cache.interceptor())
 	}
 	unary = append(unary, mapErrors(log)) // store and graph errors become statuses
 	gs := grpc.NewServer(grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...))
-	local := &Local{methods: map[string]localMethod{}, unary: chainUnary(unary)}
+	local := &Local{methods: map[string]localMethod{}, unary: chainUnary(unary), cache: cache}
 	s := localRegistrar{next: gs, local: local}
 	seatledgerv1.RegisterAllotmentServiceServer(s, &allotmentService{store: d.Store, graph: d.Graph, log: log})
 	seatledgerv1.RegisterSyncServiceServer(s, &syncService{store: d.Store, runner: d.Sync})

@@ -89,6 +89,26 @@ type readCache struct {
 	hits, misses atomic.Uint64
 }
 
+// ReadCacheStats describes the read cache, for metrics.
+type ReadCacheStats struct {
+	Enabled      bool   // configured (Deps.ReadCacheBytes > 0)
+	Live         bool   // serving: the store receives change notifications
+	Hits, Misses uint64 // calls of cached reads answered from memory, and from the database
+	Bytes        int    // wire size of the answers held
+}
+
+// stats reports c's figures; a nil c is a disabled cache.
+func (c *readCache) stats() ReadCacheStats {
+	if c == nil {
+		return ReadCacheStats{}
+	}
+	_, live := c.gens.Generation()
+	c.mu.Lock()
+	size := c.size
+	c.mu.Unlock()
+	return ReadCacheStats{Enabled: true, Live: live, Hits: c.hits.Load(), Misses: c.misses.Load(), Bytes: size}
+}
+
 func newReadCache(gens Generations, maxBytes int) *readCache {
 	return &readCache{gens: gens, max: maxBytes, entries: map[string]proto.Message{}}
 }

@@ -20,7 +20,11 @@ import (
 type Local struct {
 	methods map[string]localMethod // by full method name, "/pkg.Service/Method"
 	unary   grpc.UnaryServerInterceptor
+	cache   *readCache // nil without a read cache
 }
+
+// ReadCacheStats reports the API's read cache (shared by gRPC and REST).
+func (l *Local) ReadCacheStats() ReadCacheStats { return l.cache.stats() }
 
 type localMethod struct {
 	impl    any
