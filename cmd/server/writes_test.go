@@ -540,15 +540,11 @@ func TestWrites_TimeoutThenRetry(t *testing.T) {
 		t.Errorf("faults %+v; want the delay to have fired once", f)
 	}
 
-	d, err := assignments.CreateAssignment(context.Background(), &seatledgerv1.CreateAssignmentRequest{
-		Assignee: &seatledgerv1.CreateAssignmentRequest_DeviceId{DeviceId: wDevice}, Source: &seatledgerv1.CreateAssignmentRequest_SkuId{SkuId: wKioskSKU}})
-	if err != nil || d.GetAllotment().GetId() != wKioskAl || d.GetAllotmentChoiceReason() != seatledgerv1.AllotmentChoiceReason_ALLOTMENT_CHOICE_REASON_ONLY_CANDIDATE ||
-		d.GetAssignment().GetAssignee().GetType() != seatledgerv1.AssigneeType_ASSIGNEE_TYPE_DEVICE {
-		t.Errorf("device assignment = %v, %v; want the only kiosk allotment", d, err)
-	}
 	// Graph has fewer seats than the mirror believes: Graph's refusal is
-	// passed on with its code and where else seats are free.
-	if err := sim.SetAllottedUnits(wKioskAl, 1); err != nil {
+	// passed on with its code and where else seats are free. (Before any
+	// write to this allotment: a write refreshes its counts from Graph
+	// after answering, and the mirror would then know it is full.)
+	if err := sim.SetAllottedUnits(wKioskAl, 0); err != nil {
 		t.Fatal(err)
 	}
 	_, err = assignments.CreateAssignment(context.Background(), &seatledgerv1.CreateAssignmentRequest{
@@ -556,6 +552,15 @@ func TestWrites_TimeoutThenRetry(t *testing.T) {
 	if st := status.Convert(err); st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), "no other allotment of this SKU") ||
 		!strings.Contains(st.Message(), "graph request-id") {
 		t.Errorf("assigning from an allotment Graph says is full = %v; want RESOURCE_EXHAUSTED with Graph's request-id and the alternatives", err)
+	}
+	if err := sim.SetAllottedUnits(wKioskAl, 3); err != nil {
+		t.Fatal(err)
+	}
+	d, err := assignments.CreateAssignment(context.Background(), &seatledgerv1.CreateAssignmentRequest{
+		Assignee: &seatledgerv1.CreateAssignmentRequest_DeviceId{DeviceId: wDevice}, Source: &seatledgerv1.CreateAssignmentRequest_SkuId{SkuId: wKioskSKU}})
+	if err != nil || d.GetAllotment().GetId() != wKioskAl || d.GetAllotmentChoiceReason() != seatledgerv1.AllotmentChoiceReason_ALLOTMENT_CHOICE_REASON_ONLY_CANDIDATE ||
+		d.GetAssignment().GetAssignee().GetType() != seatledgerv1.AssigneeType_ASSIGNEE_TYPE_DEVICE {
+		t.Errorf("device assignment = %v, %v; want the only kiosk allotment", d, err)
 	}
 	g, err := assignments.CreateAssignment(context.Background(), &seatledgerv1.CreateAssignmentRequest{
 		Assignee: &seatledgerv1.CreateAssignmentRequest_GroupId{GroupId: wGroup}, Source: &seatledgerv1.CreateAssignmentRequest_AllotmentId{AllotmentId: wFullAl}})

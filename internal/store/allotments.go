@@ -22,7 +22,7 @@ type Service struct {
 type Subscription struct {
 	SubscriptionID, State string
 	// StartDate and NextLifecycleDate are "YYYY-MM-DD", or "" when Graph
-	// sent none. ApplyAllotments also accepts RFC 3339 timestamps (Graph's
+	// sent none. StageAllotments also accepts RFC 3339 timestamps (Graph's
 	// examples send them) and keeps their UTC date.
 	StartDate, NextLifecycleDate string
 	Tags                         []string
@@ -42,11 +42,11 @@ type Allotment struct {
 	Raw []byte
 	// ObservedAt is when the sync first saw the allotment in this state
 	// (the start of the version's validity). Set by reads; ignored by
-	// ApplyAllotments.
+	// StageAllotments.
 	ObservedAt time.Time
 	// OwnerDepartment is the department that owned the allotment at the
 	// same time (SetAllotmentOwner), "" when none. Set by reads; ignored
-	// by ApplyAllotments.
+	// by StageAllotments.
 	OwnerDepartment string
 }
 
@@ -67,90 +67,10 @@ type subscriptionJSON struct {
 }
 
 // applyLockKey is the transaction-level advisory lock that serializes
-// ApplyAllotments across replicas, so that the fencing check and the
-// writes it guards see each other's commits. (goose uses its own key.)
+// snapshot applies across replicas, and the writes recorded through Graph
+// with them, so that the fencing check and the writes it guards see each
+// other's commits. (goose uses its own key.)
 const applyLockKey int64 = 0x5EA7_1ED6_0000_0001
-
-// Column lists of the staging tables, in CopyFrom order.
-var (
-	stagedAllotmentColumns = []string{"seq", "id", "sku_id", "sku_part_number", "allotted_units", "consumed_units",
-		"assignable_to", "services", "subscriptions", "raw"}
-	stagedSubscriptionColumns = []string{"ord", "seq", "subscription_id", "allotment_id", "state",
-		"start_date", "next_lifecycle_date", "tags"}
-)
-
-// ApplyAllotments makes the mirror's current allotments, and the
-// subscriptions listed in them, equal to snapshot, as observed at
-// run.StartedAt, and records run as succeeded. In one transaction it:
-//
-//   - refuses, with ErrConflict and no change, a snapshot observed earlier
-//     than the newest successful run already applied (a deposed leader
-//     waking late must not roll the mirror back);
-//   - stages the snapshot with COPY and diffs it set-based: an allotment
-//     whose content (Raw included) changed, or that is absent from
-//     snapshot, has its current version closed at run.StartedAt; a new or
-//     changed one gets a new version from run.StartedAt on; an unchanged
-//     one is not written at all;
-//   - writes one allotment_facts row per allotment in snapshot (with the
-//     current waiting members and assignment errors counts), and its UTC
-//     day's row in the daily roll-up;
-//   - inserts the sync_runs row: outcome succeeded, Counts for
-//     "allotments" and "subscriptions", FinishedAt = run.FinishedAt or now.
-//
-// Readers see the old state or the new one, never a mix. Applying the same
-// snapshot again writes no versions. If snapshot holds an ID twice, the
-// later entry wins. Times are stored to the microsecond. It returns the
-// stored run, with its ID.
-func (s *Store) ApplyAllotments(ctx context.Context, run SyncRun, snapshot []Allotment) (SyncRun, error) {
-	defer s.changed() // readers see this write at once (changes.go)
-	if run.StartedAt.IsZero() {
-		return SyncRun{}, errors.New("apply allotments: run.StartedAt is not set")
-	}
-	at := run.StartedAt.Truncate(time.Microsecond)
-	allotRows, subRows, err := stagingRows(snapshot)
-	if err != nil {
-		return SyncRun{}, fmt.Errorf("apply allotments: %w", err)
-	}
-
-	var stored SyncRun
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := fence(ctx, tx, at); err != nil {
-			return err
-		}
-		if err := stage(ctx, tx, allotRows, subRows); err != nil {
-			return err
-		}
-		allotments, err := diffAllotments(ctx, tx, at)
-		if err != nil {
-			return err
-		}
-		subscriptions, err := diffSubscriptions(ctx, tx, at)
-		if err != nil {
-			return err
-		}
-		run.Counts = map[string]Changes{"allotments": allotments, "subscriptions": subscriptions}
-		counts, err := encodeCounts(run.Counts)
-		if err != nil {
-			return err
-		}
-
-		const insertRun = `
-			INSERT INTO sync_runs
-				(started_at, finished_at, outcome, error, counts, graph_requests, throttled, bytes_received)
-			VALUES ($1, $2, 'succeeded', NULL, $3, $4, $5, $6)
-			RETURNING ` + syncRunColumns
-		rows, _ := tx.Query(ctx, insertRun, at, finishedAt(run), counts, run.GraphRequests, run.Throttled, run.BytesReceived)
-		if stored, err = pgx.CollectExactlyOneRow(rows, scanSyncRun); err != nil {
-			return fmt.Errorf("record sync run: %w", err)
-		}
-
-		return recordFacts(ctx, tx, stored.ID, at)
-	})
-	if err != nil {
-		return SyncRun{}, fmt.Errorf("apply allotments: %w", translate(err))
-	}
-	return stored, nil
-}
 
 // fence takes the apply lock, tunes the transaction, then refuses a snapshot observed before the
 // newest successful run. An equal time is accepted: it is the same instant,
@@ -180,34 +100,15 @@ func fence(ctx context.Context, tx pgx.Tx, at time.Time) error {
 	return nil
 }
 
-// stagingRows converts snapshot into CopyFrom rows for staged_allotments
-// and staged_subscriptions, validating what Postgres would reject less
-// clearly.
-func stagingRows(snapshot []Allotment) (allotments, subscriptions [][]any, err error) {
-	allotments = make([][]any, 0, len(snapshot))
-	for i, a := range snapshot {
-		row, subs, err := allotmentRow(a)
-		if err != nil {
-			return nil, nil, fmt.Errorf("allotment %d of the snapshot: %w", i, err)
-		}
-		for _, sub := range subs {
-			subscriptions = append(subscriptions, append([]any{len(subscriptions), i}, sub...))
-		}
-		allotments = append(allotments, append([]any{i}, row...))
-	}
-	return allotments, subscriptions, nil
-}
-
-// allotmentRow converts a into its staged columns (id … raw, as in
-// stagedAllotmentColumns without seq) and its subscriptions' (as in
-// stagedSubscriptionColumns without ord and seq), validating what
+// allotmentRow converts a into its stage_allotments columns (id … raw),
+// its subscriptions encoded in the subscriptions column, validating what
 // Postgres would reject less clearly.
-func allotmentRow(a Allotment) (row []any, subscriptions [][]any, err error) {
+func allotmentRow(a Allotment) ([]any, error) {
 	if a.ID == "" {
-		return nil, nil, errors.New("allotment has no id")
+		return nil, errors.New("allotment has no id")
 	}
 	if a.Raw != nil && !json.Valid(a.Raw) {
-		return nil, nil, fmt.Errorf("allotment %q: raw is not valid JSON", a.ID)
+		return nil, fmt.Errorf("allotment %q: raw is not valid JSON", a.ID)
 	}
 	services := make([]serviceJSON, len(a.Services))
 	for j, sv := range a.Services {
@@ -216,47 +117,45 @@ func allotmentRow(a Allotment) (row []any, subscriptions [][]any, err error) {
 	subs := make([]subscriptionJSON, len(a.Subscriptions))
 	for j, sub := range a.Subscriptions {
 		if sub.SubscriptionID == "" {
-			return nil, nil, fmt.Errorf("allotment %q: subscription %d has no id", a.ID, j)
+			return nil, fmt.Errorf("allotment %q: subscription %d has no id", a.ID, j)
 		}
-		start, startDate, err := parseDate(sub.StartDate)
+		start, err := parseDate(sub.StartDate)
 		if err != nil {
-			return nil, nil, fmt.Errorf("allotment %q: subscription %q: start date: %w", a.ID, sub.SubscriptionID, err)
+			return nil, fmt.Errorf("allotment %q: subscription %q: start date: %w", a.ID, sub.SubscriptionID, err)
 		}
-		next, nextDate, err := parseDate(sub.NextLifecycleDate)
+		next, err := parseDate(sub.NextLifecycleDate)
 		if err != nil {
-			return nil, nil, fmt.Errorf("allotment %q: subscription %q: next lifecycle date: %w", a.ID, sub.SubscriptionID, err)
+			return nil, fmt.Errorf("allotment %q: subscription %q: next lifecycle date: %w", a.ID, sub.SubscriptionID, err)
 		}
 		subs[j] = subscriptionJSON{sub.SubscriptionID, sub.State, start, next, sub.Tags}
-		subscriptions = append(subscriptions, []any{sub.SubscriptionID, a.ID, sub.State, startDate, nextDate, nonNil(sub.Tags)})
 	}
 	servicesJSON, err := json.Marshal(services)
 	if err != nil {
-		return nil, nil, fmt.Errorf("allotment %q: encode services: %w", a.ID, err)
+		return nil, fmt.Errorf("allotment %q: encode services: %w", a.ID, err)
 	}
 	subsJSON, err := json.Marshal(subs)
 	if err != nil {
-		return nil, nil, fmt.Errorf("allotment %q: encode subscriptions: %w", a.ID, err)
+		return nil, fmt.Errorf("allotment %q: encode subscriptions: %w", a.ID, err)
 	}
 	return []any{a.ID, a.SKUID, a.SKUPartNumber, a.AllottedUnits, a.ConsumedUnits,
-		nonNil(a.AssignableTo), servicesJSON, subsJSON, a.Raw}, subscriptions, nil
+		nonNil(a.AssignableTo), servicesJSON, subsJSON, a.Raw}, nil
 }
 
 // parseDate normalizes a "YYYY-MM-DD" or RFC 3339 date to "YYYY-MM-DD"
-// (the UTC date of a timestamp) and its SQL value; "" is NULL.
-func parseDate(s string) (string, pgtype.Date, error) {
+// (the UTC date of a timestamp); "" stays "" (NULL once staged).
+func parseDate(s string) (string, error) {
 	if s == "" {
-		return "", pgtype.Date{}, nil
+		return "", nil
 	}
 	t, err := time.Parse(time.DateOnly, s)
 	if err != nil {
 		var err2 error
 		if t, err2 = time.Parse(time.RFC3339Nano, s); err2 != nil {
-			return "", pgtype.Date{}, fmt.Errorf("%q is neither YYYY-MM-DD nor an RFC 3339 timestamp", s)
+			return "", fmt.Errorf("%q is neither YYYY-MM-DD nor an RFC 3339 timestamp", s)
 		}
 		t = t.UTC()
 	}
-	t = time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
-	return t.Format(time.DateOnly), pgtype.Date{Time: t, Valid: true}, nil
+	return t.Format(time.DateOnly), nil
 }
 
 // nonNil returns s, or an empty slice for nil: pgx sends a nil slice as
@@ -266,26 +165,6 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
-}
-
-// stage copies the snapshot into temporary tables (dropped at commit), and
-// removes duplicates: for an allotment ID listed twice the later entry
-// wins, with its own subscriptions; a subscription listed twice in one
-// allotment keeps its later entry. Each subscription's raw JSON is taken
-// from its allotment's raw "subscriptions" array.
-func stage(ctx context.Context, tx pgx.Tx, allotments, subscriptions [][]any) error {
-	if err := createStaged(ctx, tx); err != nil {
-		return err
-	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"staged_allotments"}, stagedAllotmentColumns,
-		pgx.CopyFromRows(allotments)); err != nil {
-		return fmt.Errorf("copy allotments: %w", err)
-	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"staged_subscriptions"}, stagedSubscriptionColumns,
-		pgx.CopyFromRows(subscriptions)); err != nil {
-		return fmt.Errorf("copy subscriptions: %w", err)
-	}
-	return tidyStaged(ctx, tx)
 }
 
 // createStaged creates the transaction's staged_allotments and

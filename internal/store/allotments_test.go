@@ -2,11 +2,11 @@ package store_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -114,11 +114,24 @@ func versionRows(t *testing.T, conn *pgx.Conn) []string {
 	return out
 }
 
+// applyAllotments applies a run that stages only allotments (a snapshot
+// begun at run.StartedAt), as a sync whose other listings are not staged.
+func applyAllotments(ctx context.Context, st *store.Store, run store.SyncRun, snapshot []store.Allotment) (store.SyncRun, error) {
+	sn, err := st.BeginSnapshot(ctx, run.StartedAt)
+	if err != nil {
+		return store.SyncRun{}, err
+	}
+	if _, err := sn.StageAllotments(ctx, rows(snapshot...)); err != nil {
+		return store.SyncRun{}, errors.Join(err, sn.Discard(ctx))
+	}
+	return sn.Apply(ctx, run, store.ApplyOptions{})
+}
+
 func apply(t *testing.T, st *store.Store, at time.Time, snapshot ...store.Allotment) store.SyncRun {
 	t.Helper()
-	run, err := st.ApplyAllotments(t.Context(), store.SyncRun{StartedAt: at, Outcome: store.OutcomeRunning, GraphRequests: 3}, snapshot)
+	run, err := applyAllotments(t.Context(), st, store.SyncRun{StartedAt: at, Outcome: store.OutcomeRunning, GraphRequests: 3}, snapshot)
 	if err != nil {
-		t.Fatalf("ApplyAllotments at %v: %v", at, err)
+		t.Fatalf("applying allotments at %v: %v", at, err)
 	}
 	return run
 }
@@ -131,7 +144,7 @@ func wantCounts(t *testing.T, run store.SyncRun, allotments, subscriptions store
 	}
 }
 
-func TestStore_ApplyAllotments_history(t *testing.T) {
+func TestStore_applyAllotments_history(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	st, conn := newStore(t)
@@ -220,9 +233,9 @@ func TestStore_ApplyAllotments_history(t *testing.T) {
 	// nothing.
 	before = versionRows(t, conn)
 	runsBefore := queryInt(t, conn, `SELECT count(*) FROM sync_runs`)
-	_, err = st.ApplyAllotments(ctx, store.SyncRun{StartedAt: t1}, []store.Allotment{a, b})
+	_, err = applyAllotments(ctx, st, store.SyncRun{StartedAt: t1}, []store.Allotment{a, b})
 	if !errors.Is(err, store.ErrConflict) {
-		t.Errorf("ApplyAllotments of a snapshot older than the last applied: error = %v, want ErrConflict", err)
+		t.Errorf("applying allotments older than the last applied: error = %v, want ErrConflict", err)
 	}
 	if diff := cmp.Diff(before, versionRows(t, conn)); diff != "" {
 		t.Errorf("refused snapshot wrote version rows (-before +after):\n%s", diff)
@@ -252,7 +265,7 @@ func TestStore_ApplyAllotments_history(t *testing.T) {
 	}
 }
 
-func TestStore_ApplyAllotments_subscriptionChange(t *testing.T) {
+func TestStore_applyAllotments_subscriptionChange(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	st, conn := newStore(t)
@@ -296,7 +309,7 @@ func TestStore_ApplyAllotments_subscriptionChange(t *testing.T) {
 	}
 }
 
-func TestStore_ApplyAllotments_sameInstant(t *testing.T) {
+func TestStore_applyAllotments_sameInstant(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	st, conn := newStore(t)
@@ -318,7 +331,7 @@ func TestStore_ApplyAllotments_sameInstant(t *testing.T) {
 	wantCounts(t, run, store.Changes{Unchanged: 1}, store.Changes{Unchanged: 1})
 }
 
-func TestStore_ApplyAllotments_normalizes(t *testing.T) {
+func TestStore_applyAllotments_normalizes(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	st, _ := newStore(t)
@@ -355,7 +368,7 @@ func TestStore_ApplyAllotments_normalizes(t *testing.T) {
 	}
 }
 
-func TestStore_ApplyAllotments_invalid(t *testing.T) {
+func TestStore_applyAllotments_invalid(t *testing.T) {
 	t.Parallel()
 	st, conn := newStore(t)
 	noID := allotment("", skuTeams, 1)
@@ -371,48 +384,20 @@ func TestStore_ApplyAllotments_invalid(t *testing.T) {
 		snapshot []store.Allotment
 		want     string
 	}{
-		{"no start time", store.SyncRun{}, nil, "StartedAt"},
+		{"no start time", store.SyncRun{}, nil, "startedAt is not set"},
 		{"allotment without id", store.SyncRun{StartedAt: t0}, []store.Allotment{noID}, "no id"},
 		{"raw not JSON", store.SyncRun{StartedAt: t0}, []store.Allotment{badRaw}, "not valid JSON"},
 		{"bad date", store.SyncRun{StartedAt: t0}, []store.Allotment{badDate}, "30/09/2026"},
 		{"subscription without id", store.SyncRun{StartedAt: t0}, []store.Allotment{noSubID}, "subscription 0 has no id"},
 	}
 	for _, tt := range tests {
-		_, err := st.ApplyAllotments(t.Context(), tt.run, tt.snapshot)
+		_, err := applyAllotments(t.Context(), st, tt.run, tt.snapshot)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("%s: ApplyAllotments error = %v, want one mentioning %q", tt.name, err, tt.want)
+			t.Errorf("%s: applying allotments: error = %v, want one mentioning %q", tt.name, err, tt.want)
 		}
 	}
 	if n := queryInt(t, conn, `SELECT count(*) FROM sync_runs`); n != 0 {
 		t.Errorf("invalid snapshots recorded %d runs, want 0", n)
-	}
-}
-
-// TestStore_ApplyAllotments_concurrent applies one snapshot from several
-// goroutines at once, as replicas that both believe they lead would: the
-// apply lock serializes them, so all succeed and one version per
-// allotment results.
-func TestStore_ApplyAllotments_concurrent(t *testing.T) {
-	t.Parallel()
-	st, conn := newStore(t)
-	snapshot := []store.Allotment{allotment("a1", skuTeams, 1), allotment("b2", skuE5, 2)}
-	var wg sync.WaitGroup
-	errs := make(chan error, 4)
-	for i := range 4 {
-		wg.Go(func() {
-			_, err := st.ApplyAllotments(t.Context(), store.SyncRun{StartedAt: t0.Add(time.Duration(i) * time.Millisecond)}, snapshot)
-			if err != nil && !errors.Is(err, store.ErrConflict) { // an earlier-started one may lose the race
-				errs <- err
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Errorf("concurrent ApplyAllotments: %v", err)
-	}
-	if n := queryInt(t, conn, `SELECT count(*) FROM allotment_versions`); n != 2 {
-		t.Errorf("%d allotment versions after concurrent applies of one snapshot, want 2", n)
 	}
 }
 
@@ -503,29 +488,29 @@ func TestStore_GetAllotment_unknown(t *testing.T) {
 	}
 }
 
-// BenchmarkStore_ApplyAllotments_unchanged measures the common case: a
+// BenchmarkStore_applyAllotments_unchanged measures the common case: a
 // sync that finds 5,000 allotments exactly as they were.
-func BenchmarkStore_ApplyAllotments_unchanged(b *testing.B) {
+func BenchmarkStore_applyAllotments_unchanged(b *testing.B) {
 	st := storetest.New(b)
 	snapshot := make([]store.Allotment, 5000)
 	for i := range snapshot {
 		snapshot[i] = allotment(fmt.Sprintf("a%05d", i), skuTeams, int32(i%100))
 	}
 	at := t0
-	if _, err := st.ApplyAllotments(b.Context(), store.SyncRun{StartedAt: at}, snapshot); err != nil {
+	if _, err := applyAllotments(b.Context(), st, store.SyncRun{StartedAt: at}, snapshot); err != nil {
 		b.Fatal(err)
 	}
 	for b.Loop() {
 		at = at.Add(time.Minute)
-		if _, err := st.ApplyAllotments(b.Context(), store.SyncRun{StartedAt: at}, snapshot); err != nil {
+		if _, err := applyAllotments(b.Context(), st, store.SyncRun{StartedAt: at}, snapshot); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
-// BenchmarkStore_ApplyAllotments_allChanged measures the worst case: every
+// BenchmarkStore_applyAllotments_allChanged measures the worst case: every
 // one of 5,000 allotments changed since the last run.
-func BenchmarkStore_ApplyAllotments_allChanged(b *testing.B) {
+func BenchmarkStore_applyAllotments_allChanged(b *testing.B) {
 	st := storetest.New(b)
 	snapshot := make([]store.Allotment, 5000)
 	at := t0
@@ -534,7 +519,7 @@ func BenchmarkStore_ApplyAllotments_allChanged(b *testing.B) {
 			snapshot[i] = allotment(fmt.Sprintf("a%05d", i), skuTeams, int32(at.Minute()))
 		}
 		at = at.Add(time.Minute)
-		if _, err := st.ApplyAllotments(b.Context(), store.SyncRun{StartedAt: at}, snapshot); err != nil {
+		if _, err := applyAllotments(b.Context(), st, store.SyncRun{StartedAt: at}, snapshot); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -164,16 +164,21 @@ func timestamptz(t time.Time) pgtype.Timestamptz {
 	return pgtype.Timestamptz{Time: t, Valid: !t.IsZero()}
 }
 
-// StageAllotments stages allotments, and the subscriptions listed in them,
-// as ApplyAllotments describes. It may be called several times (one call
-// per page); together the calls are the full list: Apply removes current
-// allotments absent from it. It returns the number of rows staged.
+// StageAllotments stages allotments, and the subscriptions listed in them.
+// It may be called several times (one call per page); together the calls
+// are the full list. Apply diffs it set-based: an allotment whose content
+// (Raw included) changed, or that is absent from the list, has its current
+// version closed at the run's time; a new or changed one gets a version
+// from then on; an unchanged one is not written; an ID listed twice keeps
+// its later entry. Apply also writes one allotment_facts row per allotment
+// and its UTC day's row in the daily roll-up. It returns the number of
+// rows staged; a row it cannot store (no id, raw not JSON, a subscription
+// without id or with a malformed date) fails the stage.
 func (sn *Snapshot) StageAllotments(ctx context.Context, rows iter.Seq2[Allotment, error]) (int64, error) {
 	columns := []string{"id", "sku_id", "sku_part_number", "allotted_units", "consumed_units",
 		"assignable_to", "services", "subscriptions", "raw"}
 	return stageRows(ctx, sn, "stage_allotments", columns, rows, func(a Allotment) ([]any, error) {
-		row, _, err := allotmentRow(a)
-		return row, err
+		return allotmentRow(a)
 	})
 }
 

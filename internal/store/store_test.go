@@ -136,8 +136,8 @@ func TestStore_Migrate(t *testing.T) {
 		t.Errorf("MigrationStatus after up:\n%s\nwant nothing pending", status.String())
 	}
 	// The schema works: an apply succeeds.
-	if _, err := st.ApplyAllotments(ctx, store.SyncRun{StartedAt: t0}, []store.Allotment{allotment("a1", skuTeams, 5)}); err != nil {
-		t.Errorf("ApplyAllotments after down/up: %v", err)
+	if _, err := applyAllotments(ctx, st, store.SyncRun{StartedAt: t0}, []store.Allotment{allotment("a1", skuTeams, 5)}); err != nil {
+		t.Errorf("applying allotments after down/up: %v", err)
 	}
 }
 

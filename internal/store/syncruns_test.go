@@ -50,8 +50,8 @@ func TestStore_RecordFailedSyncRun(t *testing.T) {
 		t.Errorf("LastSuccessfulSyncRun with only a failed run: error = %v, want ErrNotFound", err)
 	}
 	// A failed run does not fence: an older snapshot may still apply.
-	if _, err := st.ApplyAllotments(ctx, store.SyncRun{StartedAt: t0.Add(-time.Hour)}, nil); err != nil {
-		t.Errorf("ApplyAllotments older than a failed run: %v", err)
+	if _, err := applyAllotments(ctx, st, store.SyncRun{StartedAt: t0.Add(-time.Hour)}, nil); err != nil {
+		t.Errorf("applying allotments older than a failed run: %v", err)
 	}
 
 	held, err := st.RecordFailedSyncRun(ctx, store.SyncRun{StartedAt: t1, Outcome: store.OutcomeHeld, Error: "would remove 90% of allotments"})
@@ -79,7 +79,7 @@ func TestStore_ListSyncRuns(t *testing.T) {
 		if i%3 == 2 {
 			run, err = st.RecordFailedSyncRun(ctx, store.SyncRun{StartedAt: at, Error: "boom"})
 		} else {
-			run, err = st.ApplyAllotments(ctx, store.SyncRun{StartedAt: at}, []store.Allotment{allotment("a1", skuTeams, int32(i))})
+			run, err = applyAllotments(ctx, st, store.SyncRun{StartedAt: at}, []store.Allotment{allotment("a1", skuTeams, int32(i))})
 		}
 		if err != nil {
 			t.Fatal(err)
