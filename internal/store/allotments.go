@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -232,136 +233,61 @@ func tidyStaged(ctx context.Context, tx pgx.Tx) error {
 	return nil
 }
 
-// diffAllotments closes the current versions of allotments that changed or
-// vanished, opens versions for new and changed ones, and counts.
-//
-// A version that must close at the very instant it opened (two applies
-// with one StartedAt) is deleted instead: it was never observable, and an
-// empty range is not a version.
-func diffAllotments(ctx context.Context, tx pgx.Tx, at time.Time) (Changes, error) {
-	const closeStale = `
-		WITH stale AS (
-			SELECT v.id, EXISTS (SELECT 1 FROM staged_allotments i WHERE i.id = v.id) AS present
-			FROM allotment_versions v
-			WHERE upper_inf(v.valid)
-			  AND lower(v.valid) <= $1 -- a write recorded after the run began is newer
-			  AND NOT EXISTS (
-				SELECT 1
-				FROM staged_allotments i
-				WHERE i.id = v.id
-				  AND (i.sku_id, i.sku_part_number, i.allotted_units, i.consumed_units,
-				       i.assignable_to, i.services, i.subscriptions, i.raw)
-				      IS NOT DISTINCT FROM
-				      (v.sku_id, v.sku_part_number, v.allotted_units, v.consumed_units,
-				       v.assignable_to, v.services, v.subscriptions, v.raw))
-		), closed AS (
-			UPDATE allotment_versions v
-			SET valid = tstzrange(lower(v.valid), $1, '[)')
-			FROM stale
-			WHERE v.id = stale.id
-			  AND upper_inf(v.valid)
-			  AND lower(v.valid) < $1
-		), dropped AS (
-			DELETE FROM allotment_versions v
-			USING stale
-			WHERE v.id = stale.id
-			  AND upper_inf(v.valid)
-			  AND lower(v.valid) >= $1
-		)
-		SELECT count(*) FILTER (WHERE present), count(*) FILTER (WHERE NOT present)
-		FROM stale`
-	var ch Changes
-	if err := tx.QueryRow(ctx, closeStale, at).Scan(&ch.Changed, &ch.Removed); err != nil {
-		return Changes{}, fmt.Errorf("close stale allotment versions: %w", err)
+// The allotments and subscriptions of a snapshot are diffed from the
+// transaction's temporary staged_allotments and staged_subscriptions
+// (loadStagedAllotments), without a snapshot column.
+var (
+	diffedAllotments = mirrored{
+		name: "allotments", versions: "allotment_versions", stage: "staged_allotments",
+		keys: []string{"id"},
+		values: []string{"sku_id", "sku_part_number", "allotted_units", "consumed_units", "assignable_to", "services",
+			"subscriptions", "raw"},
 	}
-	const open = `
-		INSERT INTO allotment_versions
-			(id, sku_id, sku_part_number, allotted_units, consumed_units,
-			 assignable_to, services, subscriptions, raw, valid)
-		SELECT i.id, i.sku_id, i.sku_part_number, i.allotted_units, i.consumed_units,
-		       i.assignable_to, i.services, i.subscriptions, i.raw, tstzrange($1, NULL, '[)')
-		FROM staged_allotments i
-		WHERE NOT EXISTS (
-			SELECT 1
-			FROM allotment_versions v
-			WHERE v.id = i.id
-			  AND (upper_inf(v.valid) OR upper(v.valid) > $1))`
-	tag, err := tx.Exec(ctx, open, at)
-	if err != nil {
-		return Changes{}, fmt.Errorf("open allotment versions: %w", err)
+	diffedSubscriptions = mirrored{
+		name: "subscriptions", versions: "subscription_versions", stage: "staged_subscriptions",
+		keys:   []string{"subscription_id", "allotment_id"},
+		values: []string{"state", "start_date", "next_lifecycle_date", "tags", "raw"},
 	}
-	var staged int64
-	if err := tx.QueryRow(ctx, `SELECT count(*) FROM staged_allotments`).Scan(&staged); err != nil {
-		return Changes{}, fmt.Errorf("count staged allotments: %w", err)
-	}
-	ch.Added = tag.RowsAffected() - ch.Changed
-	ch.Unchanged = staged - tag.RowsAffected()
-	return ch, nil
-}
+)
 
-// diffSubscriptions does for subscription_versions what diffAllotments
-// does for allotment_versions, keyed by (subscription_id, allotment_id).
-func diffSubscriptions(ctx context.Context, tx pgx.Tx, at time.Time) (Changes, error) {
-	const closeStale = `
-		WITH stale AS (
-			SELECT v.subscription_id, v.allotment_id,
-			       EXISTS (
-				SELECT 1
-				FROM staged_subscriptions i
-				WHERE i.subscription_id = v.subscription_id
-				  AND i.allotment_id = v.allotment_id) AS present
-			FROM subscription_versions v
+// diffStaged makes m's current versions equal to its temporary staged
+// table, a full listing, and counts: it closes the current versions of
+// keys that changed or vanished, opens versions for new and changed ones,
+// and writes nothing for unchanged ones. As merge does, it leaves alone a
+// key whose history moved after the run's time, and deletes rather than
+// closes a version that would close at the very instant it opened (two
+// applies with one start time): it was never observable.
+func (m mirrored) diffStaged(ctx context.Context, tx pgx.Tx, at time.Time) (Changes, error) {
+	stale := `
+			SELECT ` + cols("v", m.keys) + `, EXISTS (SELECT 1 FROM ` + m.stage + ` i WHERE ` + m.keyMatch("i", "v") + `) AS present
+			FROM ` + m.versions + ` v
 			WHERE upper_inf(v.valid)
 			  AND lower(v.valid) <= $1 -- a write recorded after the run began is newer
 			  AND NOT EXISTS (
 				SELECT 1
-				FROM staged_subscriptions i
-				WHERE i.subscription_id = v.subscription_id
-				  AND i.allotment_id = v.allotment_id
-				  AND (i.state, i.start_date, i.next_lifecycle_date, i.tags, i.raw)
-				      IS NOT DISTINCT FROM
-				      (v.state, v.start_date, v.next_lifecycle_date, v.tags, v.raw))
-		), closed AS (
-			UPDATE subscription_versions v
-			SET valid = tstzrange(lower(v.valid), $1, '[)')
-			FROM stale
-			WHERE v.subscription_id = stale.subscription_id
-			  AND v.allotment_id = stale.allotment_id
-			  AND upper_inf(v.valid)
-			  AND lower(v.valid) < $1
-		), dropped AS (
-			DELETE FROM subscription_versions v
-			USING stale
-			WHERE v.subscription_id = stale.subscription_id
-			  AND v.allotment_id = stale.allotment_id
-			  AND upper_inf(v.valid)
-			  AND lower(v.valid) >= $1
-		)
-		SELECT count(*) FILTER (WHERE present), count(*) FILTER (WHERE NOT present)
-		FROM stale`
+				FROM ` + m.stage + ` i
+				WHERE ` + m.keyMatch("i", "v") + `
+				  AND (` + cols("i", m.values) + `) IS NOT DISTINCT FROM (` + cols("v", m.values) + `))`
 	var ch Changes
-	if err := tx.QueryRow(ctx, closeStale, at).Scan(&ch.Changed, &ch.Removed); err != nil {
-		return Changes{}, fmt.Errorf("close stale subscription versions: %w", err)
+	if err := tx.QueryRow(ctx, m.closeSQL(stale, "$1"), at).Scan(&ch.Changed, &ch.Removed); err != nil {
+		return Changes{}, fmt.Errorf("close stale %s versions: %w", m.name, err)
 	}
-	const open = `
-		INSERT INTO subscription_versions
-			(subscription_id, allotment_id, state, start_date, next_lifecycle_date, tags, raw, valid)
-		SELECT i.subscription_id, i.allotment_id, i.state, i.start_date, i.next_lifecycle_date, i.tags, i.raw,
-		       tstzrange($1, NULL, '[)')
-		FROM staged_subscriptions i
+	open := `
+		INSERT INTO ` + m.versions + ` (` + strings.Join(m.keys, ", ") + `, ` + strings.Join(m.values, ", ") + `, valid)
+		SELECT ` + cols("i", m.keys) + `, ` + cols("i", m.values) + `, tstzrange($1, NULL, '[)')
+		FROM ` + m.stage + ` i
 		WHERE NOT EXISTS (
 			SELECT 1
-			FROM subscription_versions v
-			WHERE v.subscription_id = i.subscription_id
-			  AND v.allotment_id = i.allotment_id
+			FROM ` + m.versions + ` v
+			WHERE ` + m.keyMatch("v", "i") + `
 			  AND (upper_inf(v.valid) OR upper(v.valid) > $1))`
 	tag, err := tx.Exec(ctx, open, at)
 	if err != nil {
-		return Changes{}, fmt.Errorf("open subscription versions: %w", err)
+		return Changes{}, fmt.Errorf("open %s versions: %w", m.name, err)
 	}
 	var staged int64
-	if err := tx.QueryRow(ctx, `SELECT count(*) FROM staged_subscriptions`).Scan(&staged); err != nil {
-		return Changes{}, fmt.Errorf("count staged subscriptions: %w", err)
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM `+m.stage).Scan(&staged); err != nil {
+		return Changes{}, fmt.Errorf("count staged %s: %w", m.name, err)
 	}
 	ch.Added = tag.RowsAffected() - ch.Changed
 	ch.Unchanged = staged - tag.RowsAffected()

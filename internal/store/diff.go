@@ -116,23 +116,23 @@ func (m mirrored) dedupe(ctx context.Context, tx pgx.Tx, snap int64) (int64, err
 // closeSQL closes (or, when it opened at this very instant, deletes) the
 // current version of every key that stale selects, and counts them:
 // stale yields the key columns and a boolean "present" (changed rather
-// than removed). $1 is the snapshot, $2 the run's time.
-func (m mirrored) closeSQL(stale string) string {
+// than removed). at is the placeholder of the run's time.
+func (m mirrored) closeSQL(stale, at string) string {
 	return `
 		WITH stale AS (` + stale + `
 		), closed AS (
 			UPDATE ` + m.versions + ` v
-			SET valid = tstzrange(lower(v.valid), $2, '[)')
+			SET valid = tstzrange(lower(v.valid), ` + at + `, '[)')
 			FROM stale
 			WHERE ` + m.keyMatch("v", "stale") + `
 			  AND upper_inf(v.valid)
-			  AND lower(v.valid) < $2
+			  AND lower(v.valid) < ` + at + `
 		), dropped AS (
 			DELETE FROM ` + m.versions + ` v
 			USING stale
 			WHERE ` + m.keyMatch("v", "stale") + `
 			  AND upper_inf(v.valid)
-			  AND lower(v.valid) >= $2
+			  AND lower(v.valid) >= ` + at + `
 		)
 		SELECT count(*) FILTER (WHERE present), count(*) FILTER (WHERE NOT present)
 		FROM stale`
@@ -247,7 +247,7 @@ func (m mirrored) merge(ctx context.Context, tx pgx.Tx, snap int64, at time.Time
 			  AND (` + cols("s", m.values) + `) IS DISTINCT FROM (` + cols("v", m.values) + `)`
 	}
 	var ch Changes
-	if err := tx.QueryRow(ctx, m.closeSQL(stale), snap, at).Scan(&ch.Changed, &ch.Removed); err != nil {
+	if err := tx.QueryRow(ctx, m.closeSQL(stale, "$2"), snap, at).Scan(&ch.Changed, &ch.Removed); err != nil {
 		return Changes{}, fmt.Errorf("close stale %s versions: %w", m.name, err)
 	}
 
@@ -297,7 +297,7 @@ func removeUsers(ctx context.Context, tx pgx.Tx, snap int64, at time.Time) (int6
 				WHERE s.snapshot_id = $1
 				  AND s.id = v.id)`
 	var changed, removed int64
-	if err := tx.QueryRow(ctx, mirrorUsers.closeSQL(stale), snap, at).Scan(&changed, &removed); err != nil {
+	if err := tx.QueryRow(ctx, mirrorUsers.closeSQL(stale, "$2"), snap, at).Scan(&changed, &removed); err != nil {
 		return 0, fmt.Errorf("close removed users: %w", err)
 	}
 	return removed, nil

@@ -586,11 +586,11 @@ func (sn *Snapshot) merge(ctx context.Context, tx pgx.Tx) (counts map[string]Cha
 		if err := loadStagedAllotments(ctx, tx, sn.id); err != nil {
 			return nil, nil, err
 		}
-		a, err := diffAllotments(ctx, tx, sn.at)
+		a, err := diffedAllotments.diffStaged(ctx, tx, sn.at)
 		if err != nil {
 			return nil, nil, err
 		}
-		sub, err := diffSubscriptions(ctx, tx, sn.at)
+		sub, err := diffedSubscriptions.diffStaged(ctx, tx, sn.at)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -653,9 +653,9 @@ func (sn *Snapshot) merge(ctx context.Context, tx pgx.Tx) (counts map[string]Cha
 }
 
 // loadStagedAllotments fills the transaction's staged_allotments and
-// staged_subscriptions (the tables diffAllotments and diffSubscriptions
-// read) from snapshot snap's staged allotments; the subscriptions come
-// from each allotment's encoded subscriptions list.
+// staged_subscriptions (the tables diffStaged reads) from snapshot snap's
+// staged allotments; the subscriptions come from each allotment's encoded
+// subscriptions list.
 func loadStagedAllotments(ctx context.Context, tx pgx.Tx, snap int64) error {
 	if err := createStaged(ctx, tx); err != nil {
 		return err
