@@ -86,6 +86,16 @@ func (m mirrored) stagedCount(ctx context.Context, tx pgx.Tx, snap int64) (int64
 	return n, nil
 }
 
+// tidy refreshes the planner's statistics of m's staging table (it knows
+// nothing of rows copied moments ago, and guesses one), then removes
+// duplicates (dedupe), returning how many.
+func (m mirrored) tidy(ctx context.Context, tx pgx.Tx, snap int64) (int64, error) {
+	if _, err := tx.Exec(ctx, `ANALYZE `+m.stage); err != nil {
+		return 0, fmt.Errorf("analyze %s: %w", m.stage, err)
+	}
+	return m.dedupe(ctx, tx, snap)
+}
+
 // dedupe deletes all but the last-staged row of each key, so that Graph
 // listing an object twice (pages shifting under a long listing) cannot
 // make the diff see it twice. With no duplicates it writes nothing.

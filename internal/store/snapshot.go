@@ -210,15 +210,11 @@ func (sn *Snapshot) PrepareAssignments(ctx context.Context) error {
 	if err := sn.usable(); err != nil {
 		return err
 	}
-	const table = "stage_assignments"
 	m := mirrorAssignments
 	var dups int64
 	err := pgx.BeginFunc(ctx, sn.s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `ANALYZE `+table); err != nil {
-			return fmt.Errorf("analyze %s: %w", table, err)
-		}
 		var err error
-		if dups, err = m.dedupe(ctx, tx, sn.id); err != nil {
+		if dups, err = m.tidy(ctx, tx, sn.id); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, m.changedKeysSQL(), sn.id, sn.at); err != nil {
@@ -239,7 +235,7 @@ func (sn *Snapshot) PrepareAssignments(ctx context.Context) error {
 	if sn.prepared == nil {
 		sn.prepared = map[string]int64{}
 	}
-	sn.prepared[table] = dups
+	sn.prepared[m.stage] = dups
 	return nil
 }
 
@@ -562,12 +558,7 @@ func (sn *Snapshot) merge(ctx context.Context, tx pgx.Tx) (counts map[string]Cha
 			return 0, fmt.Errorf("%w: %s holds %d rows of snapshot %d, %d were staged (cleared by a newer snapshot?)",
 				ErrConflict, table, n, sn.id, sn.staged[table])
 		}
-		// Fresh statistics first: the planner knows nothing of rows
-		// copied moments ago, and guesses one.
-		if _, err := tx.Exec(ctx, `ANALYZE `+table); err != nil {
-			return 0, fmt.Errorf("analyze %s: %w", table, err)
-		}
-		dups, err := m.dedupe(ctx, tx, sn.id)
+		dups, err := m.tidy(ctx, tx, sn.id)
 		if err != nil {
 			return 0, err
 		}
