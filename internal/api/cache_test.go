@@ -68,9 +68,9 @@ func waitGeneration(t *testing.T, st *store.Store, g uint64) {
 	}
 }
 
-// setUnits changes the allotment's allotted units in the database; with
-// silent, with triggers off, so that no process hears of it.
-func (e *cacheEnv) setUnits(t *testing.T, units int, silent bool) {
+// exec runs q in the database; with silent, with triggers off, so that no
+// process hears of the change.
+func (e *cacheEnv) exec(t *testing.T, silent bool, q string, args ...any) {
 	t.Helper()
 	ctx := t.Context()
 	tx, err := e.sql.Begin(ctx)
@@ -83,12 +83,24 @@ func (e *cacheEnv) setUnits(t *testing.T, units int, silent bool) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := tx.Exec(ctx, `UPDATE allotment_versions SET allotted_units = $1 WHERE id = $2 AND upper_inf(valid)`, units, cAllot); err != nil {
+	if _, err := tx.Exec(ctx, q, args...); err != nil {
 		t.Fatal(err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func (e *cacheEnv) silently(t *testing.T, q string, args ...any) {
+	t.Helper()
+	e.exec(t, true, q, args...)
+}
+
+// setUnits changes the allotment's allotted units in the database; with
+// silent, so that no process hears of it.
+func (e *cacheEnv) setUnits(t *testing.T, units int, silent bool) {
+	t.Helper()
+	e.exec(t, silent, `UPDATE allotment_versions SET allotted_units = $1 WHERE id = $2 AND upper_inf(valid)`, units, cAllot)
 }
 
 func (e *cacheEnv) units(t *testing.T) int32 {
@@ -175,9 +187,16 @@ func TestReadCache_chargebackFollowsPrices(t *testing.T) {
 	if len(first.GetTotals()) != 0 {
 		t.Fatalf("totals %v before any price, want none", first.GetTotals())
 	}
+	// A price set behind everyone's back (no notification): the answer
+	// asked again is the cached one, generated anew.
+	e.silently(t, `INSERT INTO prices (sku_id, valid_from, currency, monthly_unit_price, updated_by)
+		VALUES ($1, '2020-01-01', 'USD', 12, 'ops')`, cSKU)
 	again, err := e.chargeback.GetChargeback(ctx, req)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(again.GetTotals()) != 0 {
+		t.Errorf("totals %v asked again after a change nobody was told of, want the cached none", again.GetTotals())
 	}
 	if !again.GetGenerateTime().AsTime().After(first.GetGenerateTime().AsTime()) {
 		t.Errorf("second answer generated at %v, not after the first's %v", again.GetGenerateTime().AsTime(), first.GetGenerateTime().AsTime())
