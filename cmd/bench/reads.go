@@ -112,7 +112,6 @@ func (b *bareServer) GetLicenseStatus(context.Context, *seatledgerv1.GetLicenseS
 type storeBareServer struct {
 	*bareServer
 	st     *store.Store
-	target readTarget
 }
 
 func (b *storeBareServer) GetAllotment(ctx context.Context, req *seatledgerv1.GetAllotmentRequest) (*seatledgerv1.Allotment, error) {
@@ -274,7 +273,7 @@ func benchReads(ctx context.Context, inst *instance, target readTarget, d time.D
 		return nil, err
 	}
 	defer stopBare()
-	sconn, stopStoreBare, err := serve(&storeBareServer{bareServer: bare, st: inst.st, target: target})
+	sconn, stopStoreBare, err := serve(&storeBareServer{bareServer: bare, st: inst.st})
 	if err != nil {
 		return nil, err
 	}
