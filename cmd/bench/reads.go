@@ -111,7 +111,7 @@ func (b *bareServer) GetLicenseStatus(context.Context, *seatledgerv1.GetLicenseS
 // database costs; seatledger's distance to it is seatledger's own.
 type storeBareServer struct {
 	*bareServer
-	st     *store.Store
+	st *store.Store
 }
 
 func (b *storeBareServer) GetAllotment(ctx context.Context, req *seatledgerv1.GetAllotmentRequest) (*seatledgerv1.Allotment, error) {
