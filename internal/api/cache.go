@@ -52,18 +52,23 @@ func refreshGenerateTime(m proto.Message, now time.Time) proto.Message {
 	return m
 }
 
-// refreshWaitAges returns a copy of m whose waiting members' wait ages
-// are computed for now.
+// refreshWaitAges returns m, or when it lists waiting members a copy whose
+// wait ages are computed for now.
 func refreshWaitAges(m proto.Message, now time.Time) proto.Message {
-	m = proto.Clone(m)
-	var waits []*seatledgerv1.WaitingMember
-	switch r := m.(type) {
-	case *seatledgerv1.LicenseStatus:
-		waits = r.GetWaiting()
-	case *seatledgerv1.ListAllotmentWaitingMembersResponse:
-		waits = r.GetWaitingMembers()
+	waits := func(m proto.Message) []*seatledgerv1.WaitingMember {
+		switch r := m.(type) {
+		case *seatledgerv1.LicenseStatus:
+			return r.GetWaiting()
+		case *seatledgerv1.ListAllotmentWaitingMembersResponse:
+			return r.GetWaitingMembers()
+		}
+		return nil
 	}
-	for _, w := range waits {
+	if len(waits(m)) == 0 {
+		return m // nothing depends on the time: the cached answer as it is
+	}
+	m = proto.Clone(m)
+	for _, w := range waits(m) {
 		var since time.Time
 		if w.GetWaitingSinceTime() != nil {
 			since = w.GetWaitingSinceTime().AsTime()
