@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -174,21 +175,44 @@ func TestClient_UsersDeltaExpired(t *testing.T) {
 			called := false
 			_, err := c.UsersDelta(context.Background(), f.ts.URL+"/beta/users/delta?$deltatoken=stale", func(graph.User) error { called = true; return nil })
 			var gerr *graph.Error
-			if !errors.Is(err, graph.ErrDeltaExpired) || !errors.As(err, &gerr) || gerr.Status != tt.status {
-				t.Fatalf("err = %v, want ErrDeltaExpired wrapping the %d", err, tt.status)
+			if !errors.Is(err, graph.ErrDeltaExpired) || !errors.Is(err, graph.ErrDeltaLinkUnusable) || !errors.As(err, &gerr) || gerr.Status != tt.status {
+				t.Fatalf("err = %v, want ErrDeltaExpired and ErrDeltaLinkUnusable wrapping the %d", err, tt.status)
 			}
 			if called || c.Stats().Requests != 1 {
 				t.Errorf("callback called %v, %d requests; want none and one", called, c.Stats().Requests)
 			}
 		})
 	}
-	t.Run("a link to another host is refused", func(t *testing.T) {
+	for name, link := range map[string]func(graphsim.Info) string{
+		"a link to another host is refused": func(graphsim.Info) string {
+			return "https://graph.attacker.example/beta/users/delta?$deltatoken=x"
+		},
+		// A restarted simulator (or a moved Graph URL) on another port.
+		"a link to another port is refused": func(graphsim.Info) string {
+			return "https://127.0.0.1:1/beta/users/delta?$deltatoken=x"
+		},
+		"a link of another API version is refused": func(info graphsim.Info) string {
+			return strings.TrimSuffix(info.GraphURL, "/beta") + "/v1.0/users/delta?$deltatoken=x"
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			s := startSim(t, graphsim.Options{})
+			c := s.client(t, s.info.ClientSecret, graph.Options{})
+			_, err := c.UsersDelta(context.Background(), link(s.info), func(graph.User) error { return nil })
+			if !errors.Is(err, graph.ErrDeltaLinkUnusable) || c.Stats().Requests != 0 {
+				t.Errorf("err = %v after %d requests, want ErrDeltaLinkUnusable before any request", err, c.Stats().Requests)
+			}
+		})
+	}
+	t.Run("a token Graph refuses makes the link unusable", func(t *testing.T) {
 		t.Parallel()
 		s := startSim(t, graphsim.Options{})
 		c := s.client(t, s.info.ClientSecret, graph.Options{})
-		_, err := c.UsersDelta(context.Background(), "https://graph.attacker.example/beta/users/delta?$deltatoken=x", func(graph.User) error { return nil })
-		if err == nil || c.Stats().Requests != 0 {
-			t.Errorf("err = %v after %d requests, want a refusal before any", err, c.Stats().Requests)
+		_, err := c.UsersDelta(context.Background(), s.info.GraphURL+"/users/delta?$deltatoken=not-a-token", func(graph.User) error { return nil })
+		var gerr *graph.Error
+		if !errors.Is(err, graph.ErrDeltaLinkUnusable) || !errors.As(err, &gerr) || gerr.Status != http.StatusBadRequest {
+			t.Errorf("err = %v, want ErrDeltaLinkUnusable wrapping the simulator's 400", err)
 		}
 	})
 }

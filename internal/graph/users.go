@@ -123,8 +123,17 @@ func (c *Client) keyURL(q Query, collection, key string) string {
 
 // ErrDeltaExpired is wrapped by UsersDelta's error when Graph no longer
 // accepts the delta link (410 Gone, or a syncStateNotFound-style code): the
-// caller starts a full round again with "".
+// caller starts a full round again with "". Such an error also wraps
+// ErrDeltaLinkUnusable.
 var ErrDeltaExpired = errors.New("delta link expired")
+
+// ErrDeltaLinkUnusable is wrapped by UsersDelta's error when the delta link
+// it was given cannot be used, whatever the reason: it points outside the
+// client's Graph URL (another host, port, scheme or API version: it is
+// never followed, so the token is never sent there), Graph says it expired
+// (ErrDeltaExpired), or Graph refuses it as malformed or unknown (400, 404).
+// The caller discards the link and starts a full round with "".
+var ErrDeltaLinkUnusable = errors.New("delta link unusable")
 
 // deltaExpiredCodes are the error codes Graph uses when a delta or skip
 // token can no longer be used.
@@ -146,18 +155,43 @@ func isDeltaExpired(err error) bool {
 	return false
 }
 
+// isDeltaRefused reports whether Graph refused a stored delta link itself
+// (as opposed to throttling, failing or refusing our credentials, which a
+// full round would meet too).
+func isDeltaRefused(err error) bool {
+	var gerr *Error
+	return errors.As(err, &gerr) && (gerr.Status == http.StatusBadRequest || gerr.Status == http.StatusNotFound)
+}
+
+// underBase reports whether link is on the client's Graph URL: same
+// scheme and host, and a path under the base path (a link of another API
+// version is another API's state).
+func (c *Client) underBase(link string) bool {
+	if !c.sameOrigin(link) {
+		return false
+	}
+	u, err := url.Parse(link)
+	if err != nil {
+		return false
+	}
+	base := strings.TrimSuffix(c.base.Path, "/")
+	return u.Path == base || strings.HasPrefix(u.Path, base+"/")
+}
+
 // UsersDelta runs one users delta round: from deltaLink, or with "" a full
 // initial round selecting the properties User has, following
 // @odata.nextLink verbatim and calling fn for each user (in order, one at
 // a time) until the page that carries @odata.deltaLink, which it returns
 // for the next round. It stops at fn's first error and returns it. When
-// Graph no longer accepts deltaLink, the error wraps ErrDeltaExpired.
+// deltaLink cannot be used (see ErrDeltaLinkUnusable; a link outside the
+// Graph URL is refused before any request) the error wraps
+// ErrDeltaLinkUnusable, and also ErrDeltaExpired when Graph said so.
 func (c *Client) UsersDelta(ctx context.Context, deltaLink string, fn func(User) error) (string, error) {
 	next := deltaLink
 	if next == "" {
 		next = c.pathURL(Query{Select: userSelect}, "users", "delta")
-	} else if !c.sameOrigin(next) {
-		return "", fmt.Errorf("users delta: delta link %s is not on %s", redact(next), c.base.Host)
+	} else if !c.underBase(next) {
+		return "", fmt.Errorf("users delta: %w: %s is not under the Graph URL %s", ErrDeltaLinkUnusable, redact(next), redact(c.base.String()))
 	}
 	seen := map[string]bool{}
 	for {
@@ -167,8 +201,11 @@ func (c *Client) UsersDelta(ctx context.Context, deltaLink string, fn func(User)
 		seen[next] = true
 		body, err := c.get(ctx, next)
 		if err != nil {
-			if isDeltaExpired(err) {
-				return "", fmt.Errorf("users delta: %w: %w", ErrDeltaExpired, err)
+			switch {
+			case isDeltaExpired(err):
+				return "", fmt.Errorf("users delta: %w: %w: %w", ErrDeltaLinkUnusable, ErrDeltaExpired, err)
+			case deltaLink != "" && isDeltaRefused(err):
+				return "", fmt.Errorf("users delta: %w: %w", ErrDeltaLinkUnusable, err)
 			}
 			return "", fmt.Errorf("users delta: %w", err)
 		}

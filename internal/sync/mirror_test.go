@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -334,6 +335,54 @@ func TestMirror_UsersDeltaExpired(t *testing.T) {
 	}
 	// The new link works: an unchanged tenant syncs without another expiry.
 	if _, err := s.RunOnce(ctx); err != nil {
+		t.Fatalf("RunOnce() with the new delta link: %v", err)
+	}
+}
+
+// TestMirror_DeltaLinkOnAnotherGraphURL: a stored users delta link that
+// points elsewhere than the Graph URL (the zero-config demo's simulator
+// came back on another port) is discarded with a warning, not followed:
+// the run lists every user, succeeds, records no failed run, and the next
+// run uses the new link.
+func TestMirror_DeltaLinkOnAnotherGraphURL(t *testing.T) {
+	t.Parallel()
+	simA, st, s := newMirror(t, nil)
+	ctx := context.Background()
+	if _, err := s.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The same tenant, one change later, served on another port.
+	tenant := simA.Snapshot()
+	tenant.Users[0].Department = "Moved"
+	simB, infoB := startSim(t, &tenant)
+	sB := New(newClient(t, infoB, infoB.ClientSecret), st, Options{Now: simB.Now})
+	run, err := sB.RunOnce(ctx)
+	if err != nil {
+		t.Fatalf("RunOnce() with a delta link of another Graph URL: %v", err)
+	}
+	if c := run.Counts["users"]; c.Changed != 1 {
+		t.Errorf("users counts = %+v, want the 1 change found by the full listing", c)
+	}
+	if diff := cmp.Diff(simView(simB), storeView(t, st, time.Time{})); diff != "" {
+		t.Errorf("mirror differs from the simulator (-sim +mirror):\n%s", diff)
+	}
+	runs, err := st.ListSyncRuns(ctx, 10, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range runs {
+		if r.Outcome != store.OutcomeSucceeded {
+			t.Errorf("sync run %d: %s (%s), want only succeeded runs: a discarded link is no failure", r.ID, r.Outcome, r.Error)
+		}
+	}
+	link, err := st.UsersDeltaLink(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(link, infoB.GraphURL+"/") {
+		t.Errorf("stored delta link %q, want one on %s", link, infoB.GraphURL)
+	}
+	if _, err := sB.RunOnce(ctx); err != nil {
 		t.Fatalf("RunOnce() with the new delta link: %v", err)
 	}
 }

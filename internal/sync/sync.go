@@ -317,8 +317,9 @@ func (s *Syncer) RunOnce(ctx context.Context) (store.SyncRun, error) {
 }
 
 // runOnce reads every mirrored collection from Graph into a store snapshot
-// and applies it. A users delta link that Graph no longer accepts costs one
-// more pass with a full users listing.
+// and applies it. A stored users delta link that cannot be used (another
+// Graph URL, expired, refused) is discarded with a warning: the run makes
+// one more pass with a full users listing, whose new link replaces it.
 func (s *Syncer) runOnce(ctx context.Context, force bool) (run store.SyncRun, err error) {
 	if s.afterRun != nil {
 		defer func() { s.afterRun(run, err) }()
@@ -331,8 +332,8 @@ func (s *Syncer) runOnce(ctx context.Context, force bool) (run store.SyncRun, er
 	defer func() { <-s.running }()
 
 	run, err = s.pass(ctx, force, false)
-	if errors.Is(err, graph.ErrDeltaExpired) {
-		s.log.Warn("users delta link expired; listing all users")
+	if errors.Is(err, graph.ErrDeltaLinkUnusable) {
+		s.log.Warn("users delta link unusable; discarding it and listing all users", "err", err)
 		run, err = s.pass(ctx, force, true)
 	}
 	return run, err
@@ -359,6 +360,11 @@ func (s *Syncer) pass(ctx context.Context, force, fullUsers bool) (store.SyncRun
 		}
 	}()
 	if err := s.stage(ctx, sn, fullUsers); err != nil {
+		if !fullUsers && errors.Is(err, graph.ErrDeltaLinkUnusable) {
+			// Not a failure of the run: runOnce discards the link and
+			// makes the pass again with a full users listing.
+			return run, err
+		}
 		return s.fail(ctx, run, before, err)
 	}
 	s.countGraph(&run, before)
