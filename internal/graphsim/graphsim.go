@@ -64,6 +64,23 @@ type Options struct {
 	Latency time.Duration
 	// Faults are the fault rules in force from the start (see SetFaults).
 	Faults []FaultRule
+	// StateDir, when set, makes the simulator persistent: New restores
+	// the state a previous simulator saved there (StateFileName), if any,
+	// and Tenant is then ignored; the simulator saves its state there (see
+	// Save). What is kept: the tenant (ids, apps and secrets, directory,
+	// allotments, assignments, seats, waiting room and its order,
+	// assignment errors, plan rules), the token signing key (tokens
+	// issued before stay valid), the CA (written to StateDir/ca.pem unless
+	// CAFile is set, and kept by Close), the port (Start reuses it when
+	// asked for port 0), the id sequence and the clock offset. Not kept:
+	// fault rules, latency, page size (options of each start), and users
+	// and groups delta links, which answer 410 syncStateNotFound after a
+	// restart. A state file that cannot be read makes New fail.
+	StateDir string
+	// OnSave, when set, is called after each save of a persistent
+	// simulator with its outcome (nil, or why the state could not be
+	// written).
+	OnSave func(error)
 }
 
 // Info is what a client needs to reach a started simulator.
@@ -94,6 +111,11 @@ type Server struct {
 	caFile    string
 	key       *rsa.PrivateKey
 	kid       string
+	stateDir  string
+	savedAddr string        // where the previous life listened, from the state file
+	dirty     chan struct{} // a change to save; nil without stateDir
+	saveMu    sync.Mutex    // one Save at a time
+	onSave    func(error)
 	tenantID  string
 	apps      []App
 	handler   http.Handler
@@ -113,18 +135,48 @@ type Server struct {
 	caPath    string
 	issuerURL string // set by Start: the v2.0 issuer of caller tokens
 	closed    bool
+	ca        *authorityCA // created by the first Start, or restored
+	addr      string       // where Start listens
+	stopSave  chan struct{}
+	saveDone  chan struct{}
 }
 
 const defaultPageSize = 100
 
 // New returns a simulator holding a copy of opts.Tenant (or the demo
-// tenant). It fails if the tenant is inconsistent (unknown SKU, duplicate
-// ids, malformed dates) or the page size is out of range. It does not
+// tenant), or the state saved in opts.StateDir. It fails if the tenant is
+// inconsistent (unknown SKU, duplicate ids, malformed dates), the state
+// file cannot be read, or the page size is out of range. It does not
 // listen: call Start, or mount Handler.
 func New(opts Options) (*Server, error) {
 	t := DemoTenant()
 	if opts.Tenant != nil {
 		t = *opts.Tenant
+	}
+	var saved savedState
+	var restore *restoreState
+	var key *rsa.PrivateKey
+	var ca *authorityCA
+	if opts.StateDir != "" {
+		st, ok, err := readState(opts.StateDir)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			saved, t = st, st.Tenant
+			restore = &restoreState{seats: st.Seats, waitingOrder: st.WaitingOrder}
+			if key, err = parseSigningKey(st.SigningKey); err != nil {
+				return nil, fmt.Errorf("simulator state: %w", err)
+			}
+			if st.CACertificate != "" {
+				if ca, err = parseCA(st.CACertificate, st.CAKey); err != nil {
+					return nil, fmt.Errorf("simulator state: %w", err)
+				}
+				if time.Until(ca.cert.NotAfter) < 30*24*time.Hour {
+					ca = nil // a new one at Start, before clients see it expire
+				}
+			}
+		}
 	}
 	t, err := t.normalize()
 	if err != nil {
@@ -133,9 +185,10 @@ func New(opts Options) (*Server, error) {
 	if opts.PageSize < 0 || opts.PageSize > maxTop {
 		return nil, fmt.Errorf("page size %d is outside 0..%d", opts.PageSize, maxTop)
 	}
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		return nil, fmt.Errorf("generate signing key: %w", err)
+	if key == nil {
+		if key, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
+			return nil, fmt.Errorf("generate signing key: %w", err)
+		}
 	}
 	s := &Server{
 		log:       opts.Logger,
@@ -150,6 +203,13 @@ func New(opts Options) (*Server, error) {
 		apps:      t.Apps,
 		st:        newStore(),
 		faults:    &faultSet{},
+		stateDir:  opts.StateDir,
+		onSave:    opts.OnSave,
+		savedAddr: saved.Address,
+		ca:        ca,
+	}
+	if s.stateDir != "" {
+		s.dirty = make(chan struct{}, 1)
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -160,8 +220,15 @@ func New(opts Options) (*Server, error) {
 	if s.pageSize == 0 {
 		s.pageSize = defaultPageSize
 	}
-	if err := s.load(t); err != nil {
+	if err := s.load(t, restore); err != nil {
+		if restore != nil {
+			return nil, fmt.Errorf("simulator state %s: invalid tenant: %w (move the file away to start from a fresh tenant)",
+				filepath.Join(s.stateDir, StateFileName), err)
+		}
 		return nil, fmt.Errorf("invalid tenant: %w", err)
+	}
+	if restore != nil {
+		s.restoreCounters(saved)
 	}
 	if err := s.SetFaults(opts.Faults); err != nil {
 		return nil, err
@@ -179,16 +246,39 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // with a server certificate for localhost, 127.0.0.1 and ::1 signed by a CA
 // generated now. It writes the CA to a PEM file in a new temporary
 // directory, which Close removes. A Server starts at most once.
+//
+// A persistent simulator (Options.StateDir) asked for port 0 listens on
+// the port of its previous life when that port is free (else on a new
+// one: clients must then cope with the new address), signs with the CA it
+// saved, writes it to StateDir/ca.pem (unless Options.CAFile is set), and
+// saves its state before returning.
 func (s *Server) Start(addr string) (Info, error) {
+	info, err := s.start(addr)
+	if err != nil || s.stateDir == "" {
+		return info, err
+	}
+	if err := s.Save(); err != nil {
+		s.Close()
+		return Info{}, err
+	}
+	s.startMu.Lock()
+	s.stopSave, s.saveDone = make(chan struct{}), make(chan struct{})
+	go s.saveLoop(s.stopSave, s.saveDone)
+	s.startMu.Unlock()
+	return info, nil
+}
+
+func (s *Server) start(addr string) (Info, error) {
 	s.startMu.Lock()
 	defer s.startMu.Unlock()
 	if s.srv != nil || s.closed {
 		return Info{}, errors.New("graphsim: already started")
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := s.listen(addr)
 	if err != nil {
-		return Info{}, fmt.Errorf("listen: %w", err)
+		return Info{}, err
 	}
+	s.addr = ln.Addr().String()
 	tcp := ln.Addr().(*net.TCPAddr)
 	host := tcp.IP.String()
 	if tcp.IP.IsUnspecified() {
@@ -197,20 +287,34 @@ func (s *Server) Start(addr string) (Info, error) {
 	if len(s.hostnames) > 0 {
 		host = s.hostnames[0]
 	}
-	caPEM, cert, err := newCertificates([]net.IP{tcp.IP}, s.hostnames)
+	if s.ca == nil {
+		if s.ca, err = newCA(); err != nil {
+			ln.Close()
+			return Info{}, err
+		}
+	}
+	caPEM := s.ca.pem
+	cert, err := s.ca.leaf([]net.IP{tcp.IP}, s.hostnames)
 	if err != nil {
 		ln.Close()
 		return Info{}, err
 	}
 	caFile, dir := s.caFile, ""
-	if caFile == "" {
+	switch {
+	case caFile == "" && s.stateDir != "":
+		caFile = filepath.Join(s.stateDir, "ca.pem")
+		err = writePrivateFile(s.stateDir, "ca.pem", caPEM)
+	case caFile == "":
 		if dir, err = os.MkdirTemp("", "graphsim-"); err != nil {
 			ln.Close()
 			return Info{}, fmt.Errorf("create ca directory: %w", err)
 		}
 		caFile = filepath.Join(dir, "ca.pem")
+		fallthrough
+	default:
+		err = os.WriteFile(caFile, caPEM, 0o644)
 	}
-	if err := os.WriteFile(caFile, caPEM, 0o644); err != nil {
+	if err != nil {
 		ln.Close()
 		if dir != "" {
 			os.RemoveAll(dir)
@@ -252,17 +356,35 @@ func (s *Server) Start(addr string) (Info, error) {
 }
 
 // Close stops serving, waiting up to five seconds for requests in flight,
-// and removes the CA file. It is safe to call more than once and on a
-// Server that was never started.
+// and removes the CA file (a persistent simulator keeps StateDir/ca.pem,
+// and saves its state). It is safe to call more than once and on a Server
+// that was never started.
 func (s *Server) Close() error {
+	first, err := s.close()
+	s.startMu.Lock()
+	stop, done := s.stopSave, s.saveDone
+	s.stopSave = nil
+	s.startMu.Unlock()
+	if stop != nil {
+		close(stop)
+		<-done
+	}
+	if first && s.stateDir != "" {
+		err = errors.Join(err, s.Save())
+	}
+	return err
+}
+
+// close stops serving; first reports whether this call closed s.
+func (s *Server) close() (first bool, _ error) {
 	s.startMu.Lock()
 	defer s.startMu.Unlock()
 	if s.closed {
-		return nil
+		return false, nil
 	}
 	s.closed = true
 	if s.srv == nil {
-		return nil
+		return true, nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -271,6 +393,9 @@ func (s *Server) Close() error {
 		errs = append(errs, fmt.Errorf("shut down: %w", err), s.srv.Close())
 	}
 	<-s.served
+	if s.stateDir != "" && s.caFile == "" {
+		return true, errors.Join(errs...) // StateDir/ca.pem outlives the process
+	}
 	if err := os.Remove(s.caPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		errs = append(errs, fmt.Errorf("remove ca file: %w", err))
 	}
@@ -279,7 +404,25 @@ func (s *Server) Close() error {
 			errs = append(errs, fmt.Errorf("remove ca directory: %w", err))
 		}
 	}
-	return errors.Join(errs...)
+	return true, errors.Join(errs...)
+}
+
+// listen listens on addr; a persistent simulator asked for port 0 tries
+// the port of its previous life first.
+func (s *Server) listen(addr string) (net.Listener, error) {
+	if host, port, err := net.SplitHostPort(addr); err == nil && port == "0" && s.savedAddr != "" {
+		if _, oldPort, err := net.SplitHostPort(s.savedAddr); err == nil {
+			if ln, err := net.Listen("tcp", net.JoinHostPort(host, oldPort)); err == nil {
+				return ln, nil
+			}
+			s.log.Warn("graphsim: the port of the previous start is taken; listening on another", "port", oldPort)
+		}
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	return ln, nil
 }
 
 // Now is the simulator's clock: Options.Clock (or the real time) plus
@@ -294,8 +437,7 @@ func (s *Server) Now() time.Time {
 // answers 410 Gone with code syncStateNotFound, and the caller must start
 // a new round without a token.
 func (s *Server) ExpireDeltaLinks() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.write()()
 	// A new version separates the old links from those issued from now.
 	s.st.version++
 	s.st.deltaFloor = s.st.version
@@ -308,6 +450,7 @@ func (s *Server) AdvanceClock(d time.Duration) (time.Time, error) {
 		return s.Now(), fmt.Errorf("advance clock by %v: must not be negative", d)
 	}
 	s.offset.Add(int64(d))
+	s.changed()
 	return s.Now(), nil
 }
 

@@ -18,6 +18,10 @@ import (
 func (s *Server) Allotments() []AllotmentState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.allotmentsLocked()
+}
+
+func (s *Server) allotmentsLocked() []AllotmentState {
 	out := make([]AllotmentState, 0, len(s.st.allotments))
 	for _, id := range sortedIDs(s.st, "allotments", s.st.allotments) {
 		out = append(out, s.st.allotments[id].clone())
@@ -29,6 +33,10 @@ func (s *Server) Allotments() []AllotmentState {
 func (s *Server) Assignments() []AssignmentState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.assignmentsLocked()
+}
+
+func (s *Server) assignmentsLocked() []AssignmentState {
 	out := make([]AssignmentState, 0, len(s.st.assignments))
 	for _, id := range sortedIDs(s.st, "assignments", s.st.assignments) {
 		a := *s.st.assignments[id]
@@ -43,6 +51,10 @@ func (s *Server) Assignments() []AssignmentState {
 func (s *Server) WaitingMembers() []WaitingMemberState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.waitingMembersLocked()
+}
+
+func (s *Server) waitingMembersLocked() []WaitingMemberState {
 	out := make([]WaitingMemberState, 0, len(s.st.waiting))
 	for _, id := range sortedIDs(s.st, "waiting", s.st.waiting) {
 		out = append(out, *s.st.waiting[id])
@@ -54,6 +66,10 @@ func (s *Server) WaitingMembers() []WaitingMemberState {
 func (s *Server) AssignmentErrors() []AssignmentErrorState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.assignmentErrorsLocked()
+}
+
+func (s *Server) assignmentErrorsLocked() []AssignmentErrorState {
 	out := make([]AssignmentErrorState, 0, len(s.st.errs))
 	for _, id := range sortedIDs(s.st, "errors", s.st.errs) {
 		out = append(out, *s.st.errs[id])
@@ -65,6 +81,10 @@ func (s *Server) AssignmentErrors() []AssignmentErrorState {
 func (s *Server) Users() []UserState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.usersLocked()
+}
+
+func (s *Server) usersLocked() []UserState {
 	out := make([]UserState, 0, len(s.st.users))
 	for _, id := range sortedIDs(s.st, "users", s.st.users) {
 		out = append(out, s.st.users[id].UserState)
@@ -93,6 +113,10 @@ func (s *Server) groupsLocked() []GroupState {
 func (s *Server) Devices() []DeviceState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.devicesLocked()
+}
+
+func (s *Server) devicesLocked() []DeviceState {
 	out := make([]DeviceState, 0, len(s.st.devices))
 	for _, id := range sortedIDs(s.st, "devices", s.st.devices) {
 		out = append(out, *s.st.devices[id])
@@ -101,21 +125,26 @@ func (s *Server) Devices() []DeviceState {
 }
 
 // Snapshot returns the whole tenant as it is now, in the form New and
-// LoadScenario accept (ConsumedUnits filled in as an output).
+// LoadScenario accept (ConsumedUnits filled in as an output). It is taken
+// at one instant: no change lands half in it.
 func (s *Server) Snapshot() Tenant {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.snapshotLocked()
+}
+
+func (s *Server) snapshotLocked() Tenant {
 	t := Tenant{
 		ID:               s.tenantID,
 		Apps:             slices.Clone(s.apps),
-		Allotments:       s.Allotments(),
-		Users:            s.Users(),
-		Groups:           s.Groups(),
-		Devices:          s.Devices(),
-		Assignments:      s.Assignments(),
-		WaitingMembers:   s.WaitingMembers(),
-		AssignmentErrors: s.AssignmentErrors(),
+		Allotments:       s.allotmentsLocked(),
+		Users:            s.usersLocked(),
+		Groups:           s.groupsLocked(),
+		Devices:          s.devicesLocked(),
+		Assignments:      s.assignmentsLocked(),
+		WaitingMembers:   s.waitingMembersLocked(),
+		AssignmentErrors: s.assignmentErrorsLocked(),
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	for _, id := range sortedIDs(s.st, "skus", s.st.skus) {
 		sku := *s.st.skus[id]
 		sku.Plans = clonePlans(sku.Plans)
@@ -127,8 +156,7 @@ func (s *Server) Snapshot() Tenant {
 
 // AddUser adds a user to the directory.
 func (s *Server) AddUser(u UserState) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.write()()
 	st := s.st
 	if u.ID == "" {
 		u.ID = s.newID()
@@ -151,8 +179,7 @@ func (s *Server) AddUser(u UserState) error {
 
 // UpdateUser replaces a user's properties (the id stays).
 func (s *Server) UpdateUser(u UserState) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.write()()
 	st := s.st
 	rec := st.users[u.ID]
 	if rec == nil {
@@ -173,8 +200,7 @@ func (s *Server) UpdateUser(u UserState) error {
 
 // SetDepartment moves a user to another department ("" clears it).
 func (s *Server) SetDepartment(userID, department string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.write()()
 	rec := s.st.users[userID]
 	if rec == nil {
 		return notFound("user", userID)
@@ -189,8 +215,7 @@ func (s *Server) SetDepartment(userID, department string) error {
 // memberships, seats, waiting entries and errors go with them, and seats
 // freed go to the waiting room.
 func (s *Server) RemoveUser(id string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.write()()
 	st := s.st
 	rec := st.users[id]
 	if rec == nil {
@@ -222,8 +247,7 @@ func (s *Server) RemoveUser(id string) error {
 
 // AddGroup adds a group with its members.
 func (s *Server) AddGroup(g GroupState) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.write()()
 	st := s.st
 	if g.ID == "" {
 		g.ID = s.newID()
@@ -280,8 +304,7 @@ func (s *Server) groupAllotments(groupID string) []string {
 // AddGroupMember makes a user or device a direct member of a group. The
 // group's licences reach it: a seat if one is free, else the waiting room.
 func (s *Server) AddGroupMember(groupID, memberID string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.write()()
 	st := s.st
 	g := st.groups[groupID]
 	if g == nil {
@@ -301,8 +324,7 @@ func (s *Server) AddGroupMember(groupID, memberID string) error {
 // RemoveGroupMember removes a direct member from a group; seats it held
 // only through the group are freed.
 func (s *Server) RemoveGroupMember(groupID, memberID string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.write()()
 	g := s.st.groups[groupID]
 	if g == nil {
 		return notFound("group", groupID)
@@ -322,8 +344,7 @@ func (s *Server) SetAllottedUnits(allotmentID string, units int32) error {
 	if units < 0 {
 		return fmt.Errorf("set allotted units of %q: %d is negative", allotmentID, units)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.write()()
 	a := s.st.allotments[allotmentID]
 	if a == nil {
 		return notFound("allotment", allotmentID)
@@ -343,8 +364,7 @@ func (s *Server) SetSubscriptionState(allotmentID, subscriptionID, state string)
 	if !slices.Contains(subscriptionStates, state) {
 		return fmt.Errorf("set subscription state: %q is not one of %v", state, subscriptionStates)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.write()()
 	a := s.st.allotments[allotmentID]
 	if a == nil {
 		return notFound("allotment", allotmentID)
@@ -365,8 +385,7 @@ func (s *Server) SetSubscriptionState(allotmentID, subscriptionID, state string)
 // that are mutually exclusive with the user's (mutuallyExclusiveServicePlans),
 // or the same assignee twice in one allotment (409).
 func (s *Server) Assign(a AssignmentState) (AssignmentState, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.write()()
 	return s.assignLocked(a)
 }
 
@@ -442,8 +461,7 @@ func (s *Server) checkExclusive(userID, skip string, al *AllotmentState, disable
 // Unassign deletes an assignment; the seats it gave are freed and go to
 // the waiting room.
 func (s *Server) Unassign(id string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.write()()
 	a := s.deleteAssignment(id)
 	if a == nil {
 		return notFound("assignment", id)
@@ -454,8 +472,7 @@ func (s *Server) Unassign(id string) error {
 
 // UpdateAssignment replaces an assignment's disabled plans, as PATCH does.
 func (s *Server) UpdateAssignment(id string, disabled []string) (AssignmentState, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.write()()
 	return s.updateLocked(id, disabled)
 }
 
@@ -488,8 +505,7 @@ func (s *Server) updateLocked(id string, disabled []string) (AssignmentState, er
 // Reprocess re-runs licence processing for a user, as
 // reprocessAssignments does: errors whose cause is fixed are cleared.
 func (s *Server) Reprocess(userID string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.write()()
 	if s.st.users[userID] == nil {
 		return notFound("user", userID)
 	}
@@ -505,8 +521,7 @@ func (s *Server) SetPlanRules(rules []PlanRule) error {
 			return fmt.Errorf("set plan rules: invalid rule %+v", r)
 		}
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.write()()
 	s.st.rules = slices.Clone(rules)
 	return nil
 }

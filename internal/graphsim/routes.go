@@ -507,13 +507,13 @@ func (s *Server) serveCreate(w http.ResponseWriter, r *http.Request, t *target, 
 		writeSimError(w, r, now, err)
 		return
 	}
-	s.mu.Lock()
+	unlock := s.write()
 	created, err := s.assignLocked(a)
 	var body jobj
 	if err == nil {
 		body = s.present(ref{assignmentK, created.ID}, nil, nil)
 	}
-	s.mu.Unlock()
+	unlock()
 	if err != nil {
 		writeSimError(w, r, now, err)
 		return
@@ -642,13 +642,13 @@ func (s *Server) serveWrite(w http.ResponseWriter, r *http.Request, t *target, n
 		writeSimError(w, r, now, requiredMissing("disabledServicePlanIds"))
 		return
 	}
-	s.mu.Lock()
+	unlock := s.write()
 	_, err = s.updateLocked(t.id, disabled)
 	var out jobj
 	if err == nil {
 		out = s.present(ref{assignmentK, t.id}, nil, nil)
 	}
-	s.mu.Unlock()
+	unlock()
 	if err != nil {
 		writeSimError(w, r, now, err)
 		return

@@ -215,8 +215,11 @@ func (st *store) principalType(id string) string {
 	return ""
 }
 
-// load fills an empty store from a normalized tenant.
-func (s *Server) load(t Tenant) error {
+// load fills an empty store from a normalized tenant. With restore (a
+// saved state), seats and the waiting order are taken as they were saved
+// instead of derived, and licence processing does not run again: the
+// tenant comes back exactly as it was, and no id is generated.
+func (s *Server) load(t Tenant, restore *restoreState) error {
 	st := s.st
 	var errs []error
 	for i := range t.SKUs {
@@ -321,6 +324,9 @@ func (s *Server) load(t Tenant) error {
 	}
 	for aid, q := range st.queue {
 		sortQueue(q)
+		if restore != nil {
+			orderQueue(q, restore.waitingOrder[aid])
+		}
 		st.queue[aid] = q
 	}
 	for _, e := range t.AssignmentErrors {
@@ -369,10 +375,19 @@ func (s *Server) load(t Tenant) error {
 				holders[m] = true
 			}
 		}
+		if restore != nil {
+			// As saved (an allotment whose units were lowered may hold
+			// more seats than units); reconcile drops any that no
+			// assignment covers.
+			holders = map[string]bool{}
+			for _, m := range restore.seats[aid] {
+				holders[m] = true
+			}
+		}
 		st.seats[aid] = holders
 		s.reconcile(aid)
 	}
-	if len(st.rules) > 0 {
+	if len(st.rules) > 0 && restore == nil {
 		// Only users with a right to a SKU holding a plan some rule names
 		// can break a rule.
 		rulePlans := map[string]bool{}
@@ -394,6 +409,22 @@ func (s *Server) load(t Tenant) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// orderQueue puts q in the order of the ids in order; members it does not
+// name keep their order, after those it names.
+func orderQueue(q []*WaitingMemberState, order []string) {
+	pos := make(map[string]int, len(order))
+	for i, id := range order {
+		pos[id] = i
+	}
+	rank := func(w *WaitingMemberState) int {
+		if i, ok := pos[w.ID]; ok {
+			return i
+		}
+		return len(order)
+	}
+	slices.SortStableFunc(q, func(a, b *WaitingMemberState) int { return rank(a) - rank(b) })
 }
 
 func sortQueue(q []*WaitingMemberState) {

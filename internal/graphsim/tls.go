@@ -8,27 +8,34 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
 	"time"
 )
 
-// newCertificates makes a throwaway CA and a server certificate it signs
-// for localhost, 127.0.0.1, ::1 and the extra IPs and host names given. They use the real
-// clock (not Options.Clock): TLS clients check them against theirs.
-func newCertificates(extraIPs []net.IP, extraNames []string) (caPEM []byte, leaf tls.Certificate, err error) {
+// authorityCA is the CA that signs the server certificates.
+type authorityCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pem  []byte // the certificate, PEM-encoded
+}
+
+// newCA makes a CA valid for a year from the real clock (not
+// Options.Clock: TLS clients check it against theirs).
+func newCA() (*authorityCA, error) {
 	now := time.Now()
-	caSerial, leafSerial, err := serialNumbers()
+	serial, err := serialNumber()
 	if err != nil {
-		return nil, tls.Certificate{}, err
+		return nil, err
 	}
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, tls.Certificate{}, fmt.Errorf("generate ca key: %w", err)
+		return nil, fmt.Errorf("generate ca key: %w", err)
 	}
-	caTmpl := &x509.Certificate{
-		SerialNumber:          caSerial,
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: "graphsim test CA", Organization: []string{"seatledger graphsim"}},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(365 * 24 * time.Hour),
@@ -37,18 +44,50 @@ func newCertificates(extraIPs []net.IP, extraNames []string) (caPEM []byte, leaf
 		IsCA:                  true,
 		MaxPathLenZero:        true,
 	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return nil, tls.Certificate{}, fmt.Errorf("create ca certificate: %w", err)
+		return nil, fmt.Errorf("create ca certificate: %w", err)
 	}
-	caCert, err := x509.ParseCertificate(caDER)
+	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		return nil, tls.Certificate{}, fmt.Errorf("parse ca certificate: %w", err)
+		return nil, fmt.Errorf("parse ca certificate: %w", err)
 	}
+	return &authorityCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}, nil
+}
 
-	leafKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+// parseCA reads a CA saved as PEM certificate and PKCS #8 key.
+func parseCA(certPEM, keyPEM string) (*authorityCA, error) {
+	cb, _ := pem.Decode([]byte(certPEM))
+	kb, _ := pem.Decode([]byte(keyPEM))
+	if cb == nil || kb == nil {
+		return nil, errors.New("ca: no PEM block")
+	}
+	cert, err := x509.ParseCertificate(cb.Bytes)
 	if err != nil {
-		return nil, tls.Certificate{}, fmt.Errorf("generate server key: %w", err)
+		return nil, fmt.Errorf("ca certificate: %w", err)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(kb.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("ca key: %w", err)
+	}
+	key, ok := k.(*ecdsa.PrivateKey)
+	if !ok || !key.PublicKey.Equal(cert.PublicKey) {
+		return nil, errors.New("ca key does not match the certificate")
+	}
+	return &authorityCA{cert: cert, key: key, pem: []byte(certPEM)}, nil
+}
+
+// leaf makes a server certificate signed by ca for localhost, 127.0.0.1,
+// ::1 and the extra IPs and host names given, valid for a year.
+func (ca *authorityCA) leaf(extraIPs []net.IP, extraNames []string) (tls.Certificate, error) {
+	now := time.Now()
+	serial, err := serialNumber()
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("generate server key: %w", err)
 	}
 	ips := []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
 	for _, ip := range extraIPs {
@@ -56,8 +95,8 @@ func newCertificates(extraIPs []net.IP, extraNames []string) (caPEM []byte, leaf
 			ips = append(ips, ip)
 		}
 	}
-	leafTmpl := &x509.Certificate{
-		SerialNumber: leafSerial,
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: "localhost", Organization: []string{"seatledger graphsim"}},
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.Add(365 * 24 * time.Hour),
@@ -66,21 +105,17 @@ func newCertificates(extraIPs []net.IP, extraNames []string) (caPEM []byte, leaf
 		DNSNames:     append([]string{"localhost"}, extraNames...),
 		IPAddresses:  ips,
 	}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, caCert, &leafKey.PublicKey, caKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
-		return nil, tls.Certificate{}, fmt.Errorf("create server certificate: %w", err)
+		return tls.Certificate{}, fmt.Errorf("create server certificate: %w", err)
 	}
-	leaf = tls.Certificate{Certificate: [][]byte{leafDER}, PrivateKey: leafKey}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), leaf, nil
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }
 
-func serialNumbers() (ca, leaf *big.Int, err error) {
-	limit := new(big.Int).Lsh(big.NewInt(1), 127)
-	if ca, err = rand.Int(rand.Reader, limit); err != nil {
-		return nil, nil, fmt.Errorf("random serial number: %w", err)
+func serialNumber() (*big.Int, error) {
+	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return nil, fmt.Errorf("random serial number: %w", err)
 	}
-	if leaf, err = rand.Int(rand.Reader, limit); err != nil {
-		return nil, nil, fmt.Errorf("random serial number: %w", err)
-	}
-	return ca, leaf, nil
+	return n, nil
 }
