@@ -15,6 +15,8 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -119,7 +121,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	var sim *graphsim.Server
 	var simInfo graphsim.Info
 	if cfg.Graph.simulated() {
-		if sim, simInfo, err = startSimulator(cfg.LogLevel, log); err != nil {
+		if sim, simInfo, err = startSimulator(cfg.DataDir, cfg.LogLevel, log); err != nil {
 			return err
 		}
 		defer sim.Close()
@@ -222,14 +224,26 @@ func migrate(ctx context.Context, st *store.Store, verb string, out io.Writer, l
 const demoAudience = "api://seatledger"
 
 // startSimulator starts the built-in Graph simulator with its demo tenant
-// on a loopback port.
-func startSimulator(level slog.Level, log *slog.Logger) (*graphsim.Server, graphsim.Info, error) {
+// on a loopback port. With a data directory it is persistent (in
+// dataDir/graphsim): a restart comes back on the same port with the same
+// tenant, keys and every change made through seatledger, so that the mirror
+// and the demo token stay consistent with it.
+func startSimulator(dataDir string, level slog.Level, log *slog.Logger) (*graphsim.Server, graphsim.Info, error) {
 	// The simulator logs every request; that is noise unless debugging.
-	var simLog *slog.Logger
+	simLog := slog.New(minLevel{log.Handler(), slog.LevelWarn}).With("component", "graphsim")
 	if level <= slog.LevelDebug {
 		simLog = log.With("component", "graphsim")
 	}
-	sim, err := graphsim.New(graphsim.Options{Logger: simLog})
+	opts := graphsim.Options{Logger: simLog}
+	if dataDir != "" {
+		opts.StateDir = filepath.Join(dataDir, "graphsim")
+		opts.OnSave = func(err error) {
+			if err != nil {
+				log.Error("graph simulator state not saved; a restart would lose the latest demo changes", "dir", opts.StateDir, "err", err)
+			}
+		}
+	}
+	sim, err := graphsim.New(opts)
 	if err != nil {
 		return nil, graphsim.Info{}, fmt.Errorf("graph simulator: %w", err)
 	}
@@ -238,8 +252,26 @@ func startSimulator(level slog.Level, log *slog.Logger) (*graphsim.Server, graph
 		return nil, graphsim.Info{}, fmt.Errorf("graph simulator: %w", err)
 	}
 	log.Warn("no Graph credentials configured: mirroring the built-in Graph simulator's demo tenant; set AZURE_TENANT_ID and AZURE_CLIENT_ID to mirror a real tenant",
-		"graph_url", info.GraphURL)
+		"graph_url", info.GraphURL, "state_dir", opts.StateDir)
 	return sim, info, nil
+}
+
+// minLevel passes on the records of at least its level.
+type minLevel struct {
+	slog.Handler
+	level slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.level && h.Handler.Enabled(ctx, l)
+}
+
+func (h minLevel) WithAttrs(as []slog.Attr) slog.Handler {
+	return minLevel{h.Handler.WithAttrs(as), h.level}
+}
+
+func (h minLevel) WithGroup(name string) slog.Handler {
+	return minLevel{h.Handler.WithGroup(name), h.level}
 }
 
 // newGraphClient returns the Graph client for cfg or, when sim is set, for
@@ -341,9 +373,12 @@ func newAuthenticator(ctx context.Context, cfg config, sim *graphsim.Server, sim
 
 // demoAuthenticator is the zero-configuration demo's access control: the
 // built-in simulator's authority is the OIDC issuer, and a token holding
-// every role is minted, logged and written to demo-token in the data
-// directory, so the demo can be called at once. (This is the one token
-// seatledger ever logs: it is the demo's, valid only against this process.)
+// every role is written to demo-token in the data directory and logged, so
+// the demo can be called at once. The token in that file is used again
+// while the simulator still accepts it (its key and address persist) and it
+// has more than a day left; else a new one replaces it. A rejected token
+// gets a 401 that says where the current one is. (This is the one token
+// seatledger ever logs: it is the demo's, valid only against this demo.)
 func demoAuthenticator(ctx context.Context, cfg config, sim *graphsim.Server, info graphsim.Info, log *slog.Logger) (auth.Authenticator, error) {
 	hc, err := httpClientTrusting(info.CAPEM)
 	if err != nil {
@@ -357,20 +392,73 @@ func demoAuthenticator(ctx context.Context, cfg config, sim *graphsim.Server, in
 	for _, r := range auth.Roles {
 		roles = append(roles, string(r))
 	}
-	token, err := sim.MintCallerToken(graphsim.CallerToken{Audience: demoAudience, Caller: "demo-admin", Roles: roles, Lifetime: 30 * 24 * time.Hour})
-	if err != nil {
-		return nil, fmt.Errorf("demo access control: %w", err)
-	}
 	tokenFile := ""
 	if cfg.DataDir != "" && os.MkdirAll(cfg.DataDir, 0o700) == nil {
 		tokenFile = filepath.Join(cfg.DataDir, "demo-token")
-		if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
-			tokenFile = ""
+	}
+	token, reused := reusableDemoToken(ctx, o, tokenFile)
+	if !reused {
+		token, err = sim.MintCallerToken(graphsim.CallerToken{Audience: demoAudience, Caller: "demo-admin", Roles: roles, Lifetime: 30 * 24 * time.Hour})
+		if err != nil {
+			return nil, fmt.Errorf("demo access control: %w", err)
+		}
+		if tokenFile != "" {
+			if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+				log.Error("demo token not written", "token_file", tokenFile, "err", err)
+				tokenFile = ""
+			}
 		}
 	}
 	log.Warn("demo access control: calls need this bearer token, which holds every role (curl -H \"Authorization: Bearer $TOKEN\")",
-		"token", token, "token_file", tokenFile, "roles", roles)
-	return o, nil
+		"token", token, "token_file", tokenFile, "roles", roles, "reused", reused)
+	where := "the demo's start-up log"
+	if tokenFile != "" {
+		where = tokenFile
+	}
+	return demoHint{Authenticator: o, where: where}, nil
+}
+
+// reusableDemoToken returns the token in file when a has all it needs:
+// valid, with every role, for more than a day more.
+func reusableDemoToken(ctx context.Context, a auth.Authenticator, file string) (string, bool) {
+	if file == "" {
+		return "", false
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", false
+	}
+	token := strings.TrimSpace(string(b))
+	id, err := a.Authenticate(ctx, token)
+	if err != nil || len(id.Roles) != len(auth.Roles) {
+		return "", false
+	}
+	// The payload is verified; only its expiry is read here.
+	parts := strings.Split(token, ".")
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	var c struct {
+		Exp int64 `json:"exp"`
+	}
+	if err != nil || json.Unmarshal(payload, &c) != nil || time.Until(time.Unix(c.Exp, 0)) < 24*time.Hour {
+		return "", false
+	}
+	return token, true
+}
+
+// demoHint adds to the demo's token rejections where the current token is:
+// after a restart that had to replace it, a caller holding the old one
+// learns what to do.
+type demoHint struct {
+	auth.Authenticator
+	where string
+}
+
+func (d demoHint) Authenticate(ctx context.Context, bearer string) (auth.Identity, error) {
+	id, err := d.Authenticator.Authenticate(ctx, bearer)
+	if errors.Is(err, auth.ErrUnauthenticated) {
+		return id, fmt.Errorf("%w; this demo's bearer token is in %s: re-read it (a restart may have replaced it)", err, d.where)
+	}
+	return id, err
 }
 
 // httpClientTrusting returns an HTTP client that trusts the system's CAs
