@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -20,13 +21,18 @@ const asServerEnv = "SEATLEDGER_TEST_AS_SERVER"
 
 // logEvent is the part of a server's JSON log line these tests watch.
 type logEvent struct {
-	Msg string `json:"msg"`
+	Msg      string `json:"msg"`
+	GRPCAddr string `json:"grpc_addr"`
+	HTTPAddr string `json:"http_addr"`
+	GraphURL string `json:"graph_url"`
 }
 
 // serverProcess is the server running as a child process.
 type serverProcess struct {
-	cmd    *exec.Cmd
-	events chan string // log messages, in order; closed when stderr ends
+	cmd     *exec.Cmd
+	events  chan string   // log messages, in order; closed when stderr ends
+	serving chan logEvent // the "serving" line, with the listen addresses
+	graph   chan string   // the built-in simulator's Graph URL, when it starts one
 }
 
 // startServerProcess runs the server in a child process with environ and
@@ -45,7 +51,7 @@ func startServerProcess(t *testing.T, environ map[string]string) *serverProcess 
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &serverProcess{cmd: cmd, events: make(chan string, 1000)}
+	p := &serverProcess{cmd: cmd, events: make(chan string, 1000), serving: make(chan logEvent, 1), graph: make(chan string, 1)}
 	go func() {
 		defer close(p.events)
 		sc := bufio.NewScanner(stderr)
@@ -54,6 +60,12 @@ func startServerProcess(t *testing.T, environ map[string]string) *serverProcess 
 			var e logEvent
 			if json.Unmarshal(sc.Bytes(), &e) == nil && e.Msg != "" {
 				p.events <- e.Msg
+				if e.Msg == "serving" {
+					p.serving <- e
+				}
+				if e.GraphURL != "" && strings.Contains(e.Msg, "built-in Graph simulator") {
+					p.graph <- e.GraphURL
+				}
 			}
 		}
 		_, _ = io.Copy(io.Discard, stderr)
