@@ -123,6 +123,14 @@ type Chargeback struct {
 	Lines []ChargebackLine
 	// UnpricedSKUs are the SKUs with seat-days on days without a price.
 	UnpricedSKUs []string
+	// HistoryStart is when the mirror's history begins: the start of the
+	// first successful sync run (zero before any). Seats held before it
+	// are unknown, not zero.
+	HistoryStart time.Time
+	// IncompleteHistory reports that some day of the range began before
+	// HistoryStart (or that there is no history yet): its seats are not
+	// all known.
+	IncompleteHistory bool
 }
 
 // dayRange is a range of calendar days, both included ("YYYY-MM-DD").
@@ -184,6 +192,21 @@ func (s *Store) chargeback(ctx context.Context, p ChargebackParams, live bool) (
 		return Chargeback{}, fmt.Errorf("chargeback: unknown idle policy %q", p.IdlePolicy)
 	}
 
+	loc, err := time.LoadLocation(tz)
+	if err != nil {
+		return Chargeback{}, fmt.Errorf("chargeback: time zone %q: %w", tz, err)
+	}
+	var out Chargeback
+	var first pgtype.Timestamptz
+	if err := s.pool.QueryRow(ctx, `SELECT min(started_at) FROM sync_runs WHERE outcome = 'succeeded'`).Scan(&first); err != nil {
+		return Chargeback{}, fmt.Errorf("chargeback: find the first sync run: %w", translate(err))
+	}
+	if first.Valid {
+		out.HistoryStart = first.Time.UTC()
+	}
+	fromStart := time.Date(from.Year(), from.Month(), from.Day(), 0, 0, 0, 0, loc)
+	out.IncompleteHistory = !first.Valid || fromStart.Before(first.Time)
+
 	var (
 		closed *closedPart
 		open   *dayRange
@@ -221,7 +244,6 @@ func (s *Store) chargeback(ctx context.Context, p ChargebackParams, live bool) (
 	if p.SumDays && !sumInSQL {
 		lines = sumDays(lines)
 	}
-	var out Chargeback
 	unpriced := map[string]bool{}
 	prices := map[string]*big.Rat{}
 	for _, l := range lines {

@@ -223,6 +223,34 @@ func TestStore_Chargeback(t *testing.T) {
 	}
 }
 
+// TestStore_ChargebackIncompleteHistory: days that began before the first
+// successful sync run are known to be incomplete, not read as no usage.
+func TestStore_ChargebackIncompleteHistory(t *testing.T) {
+	t.Parallel()
+	st := storetest.New(t)
+	if cb := chargeback(t, st, store.ChargebackParams{From: "2026-02-28", To: "2026-03-01"}); !cb.IncompleteHistory || !cb.HistoryStart.IsZero() {
+		t.Errorf("before any run: IncompleteHistory %t, HistoryStart %v; want true, none", cb.IncompleteHistory, cb.HistoryStart)
+	}
+	seedChargeback(t, st) // first run 02-28 12:00 UTC
+	for _, tt := range []struct {
+		from, to, tz string
+		want         bool
+	}{
+		{"2025-12-31", "2025-12-31", "", true},
+		{"2026-02-28", "2026-03-03", "", true}, // 02-28 began before the run
+		{"2026-03-01", "2026-03-03", "", false},
+		{"2026-02-28", "2026-03-01", "Pacific/Kiritimati", true},
+		{"2026-03-01", "2026-03-01", "Pacific/Kiritimati", true}, // began 02-28 10:00 UTC
+		{"2026-03-02", "2026-03-02", "Pacific/Kiritimati", false},
+	} {
+		cb := chargeback(t, st, store.ChargebackParams{From: tt.from, To: tt.to, TimeZone: tt.tz})
+		if cb.IncompleteHistory != tt.want || !cb.HistoryStart.Equal(time.Date(2026, 2, 28, 12, 0, 0, 0, time.UTC)) {
+			t.Errorf("%s to %s in %q: IncompleteHistory %t, HistoryStart %v; want %t, 2026-02-28 12:00 UTC",
+				tt.from, tt.to, tt.tz, cb.IncompleteHistory, cb.HistoryStart, tt.want)
+		}
+	}
+}
+
 func TestStore_ChargebackMissingPrice(t *testing.T) {
 	t.Parallel()
 	st := storetest.New(t)
