@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/testing/protocmp"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	seatledgerv1 "github.com/seatledger/seatledger/gen/seatledger/v1"
 	"github.com/seatledger/seatledger/internal/graphsim"
@@ -241,6 +242,9 @@ func TestRun_Chargeback(t *testing.T) {
 			row("Sales", 40, cents(salesX30/30)),
 		},
 		Totals: []*seatledgerv1.Money{money(totalX30)},
+		// The first run (seedJune) started on 05-31 at 23:00: June is
+		// wholly mirrored, no INCOMPLETE_HISTORY.
+		HistoryStartTime: timestamppb.New(time.Date(2026, 5, 31, 23, 0, 0, 0, time.UTC)),
 	}
 	ignoreTime := protocmp.IgnoreFields(&seatledgerv1.ChargebackReport{}, "generate_time")
 

@@ -38,14 +38,23 @@ func TestRun_LicenseStatus(t *testing.T) {
 	client := seatledgerv1.NewUserServiceClient(svc.conn)
 	var sawGroupSeat, sawDuplicate, sawWaiting, sawError bool
 	for _, u := range sim.Users() {
-		// What the simulator says, as "allotment via group" lines.
+		var wantWaiting, wantErrors []string
+		for _, w := range sim.WaitingMembers() {
+			if w.MemberID == u.ID {
+				wantWaiting = append(wantWaiting, w.AllotmentID)
+			}
+		}
+		// What the simulator says, as "allotment via group" lines: a
+		// member waiting in the allotment's waiting room holds no seat
+		// through the group.
 		var want []string
 		skus := map[string]map[string]bool{}
 		for _, a := range sim.Assignments() {
 			via := ""
 			switch {
 			case a.AssignedToType == "user" && a.AssignedToID == u.ID:
-			case a.AssignedToType == "group" && slices.Contains(memberOf[u.ID], a.AssignedToID):
+			case a.AssignedToType == "group" && slices.Contains(memberOf[u.ID], a.AssignedToID) &&
+				!slices.Contains(wantWaiting, a.AllotmentID):
 				via = a.AssignedToID
 			default:
 				continue
@@ -56,12 +65,6 @@ func TestRun_LicenseStatus(t *testing.T) {
 				skus[sku] = map[string]bool{}
 			}
 			skus[sku][a.AllotmentID] = true
-		}
-		var wantWaiting, wantErrors []string
-		for _, w := range sim.WaitingMembers() {
-			if w.MemberID == u.ID {
-				wantWaiting = append(wantWaiting, w.AllotmentID)
-			}
 		}
 		for _, e := range sim.AssignmentErrors() {
 			if e.UserID == u.ID {

@@ -217,8 +217,21 @@ func (s *service) getAs(t *testing.T, token, path string) (int, []byte) {
 }
 
 // wantAllotments is what the API must show for the simulator's allotments,
-// derived here independently of the server's converters.
-func wantAllotments(sim []graphsim.AllotmentState) []*seatledgerv1.Allotment {
+// derived here independently of the server's converters: with their
+// waiting members counted, and each subscription with every allotment it
+// backs.
+func wantAllotments(tenant *graphsim.Server) []*seatledgerv1.Allotment {
+	sim := tenant.Allotments()
+	waiting := map[string]int32{}
+	for _, w := range tenant.WaitingMembers() {
+		waiting[w.AllotmentID]++
+	}
+	backs := map[string][]graphsim.AllotmentState{}
+	for _, a := range sim {
+		for _, s := range a.Subscriptions {
+			backs[s.SubscriptionID] = append(backs[s.SubscriptionID], a)
+		}
+	}
 	types := func(flags []string) []seatledgerv1.AssigneeType {
 		var out []seatledgerv1.AssigneeType
 		for _, f := range flags {
@@ -245,13 +258,22 @@ func wantAllotments(sim []graphsim.AllotmentState) []*seatledgerv1.Allotment {
 			AllottedUnits: a.AllottedUnits, ConsumedUnits: a.ConsumedUnits,
 			AvailableUnits: max(a.AllottedUnits-a.ConsumedUnits, 0),
 			AssignableTo:   types(a.AssignableTo),
+			WaitingMembers: waiting[a.ID],
 		}
 		for _, p := range a.Services {
 			w.Services = append(w.Services, &seatledgerv1.Service{PlanId: p.ID, PlanName: p.Name, AssignableTo: types(p.AssignableTo)})
 		}
 		for _, s := range a.Subscriptions {
 			sub := &seatledgerv1.Subscription{SubscriptionId: s.SubscriptionID, State: states[s.State],
-				StartDate: s.StartDate, NextLifecycleDate: s.NextLifecycleDate}
+				StartDate: s.StartDate, NextLifecycleDate: s.NextLifecycleDate, Name: "subscriptions/" + s.SubscriptionID}
+			others := slices.SortedFunc(slices.Values(backs[s.SubscriptionID]), func(x, y graphsim.AllotmentState) int {
+				return strings.Compare(x.ID, y.ID)
+			})
+			for _, o := range others {
+				sub.AllotmentIds = append(sub.AllotmentIds, o.ID)
+				sub.SkuIds = append(sub.SkuIds, o.SKUID)
+				sub.SkuPartNumbers = append(sub.SkuPartNumbers, o.SKUPartNumber)
+			}
 			if slices.Contains(s.Tags, "trial") {
 				sub.Tags = []seatledgerv1.SubscriptionTag{seatledgerv1.SubscriptionTag_SUBSCRIPTION_TAG_TRIAL}
 			}
@@ -267,7 +289,8 @@ func wantAllotments(sim []graphsim.AllotmentState) []*seatledgerv1.Allotment {
 // them (a server-side observation time).
 func allotmentDiff(want, got any) string {
 	return cmp.Diff(want, got, protocmp.Transform(),
-		protocmp.IgnoreFields(&seatledgerv1.Allotment{}, "observe_time"))
+		protocmp.IgnoreFields(&seatledgerv1.Allotment{}, "observe_time"),
+		protocmp.IgnoreFields(&seatledgerv1.Subscription{}, "observe_time"))
 }
 
 // listAllAllotments pages through ListAllotments over gRPC.
@@ -304,7 +327,7 @@ func TestRun_MirrorsConfiguredTenant(t *testing.T) {
 	mint := func(roles ...string) string { return mintToken(t, sim, "e2e-"+strings.Join(roles, "-"), roles...) }
 	svc := startService(t, environ, mint("admin"))
 	run := svc.runSync(t)
-	want := wantAllotments(sim.Allotments())
+	want := wantAllotments(sim)
 	if len(want) < 3 {
 		t.Fatalf("the demo tenant has %d allotments; this test needs several pages", len(want))
 	}
@@ -327,8 +350,21 @@ func TestRun_MirrorsConfiguredTenant(t *testing.T) {
 	}
 
 	t.Run("gRPC lists every allotment across pages", func(t *testing.T) {
-		if diff := allotmentDiff(want, listAllAllotments(t, svc.conn, 2)); diff != "" {
+		got := listAllAllotments(t, svc.conn, 2)
+		if diff := allotmentDiff(want, got); diff != "" {
 			t.Errorf("ListAllotments mismatch (-want +got):\n%s", diff)
+		}
+		var waiting int32
+		for _, a := range got {
+			waiting += a.GetWaitingMembers()
+			for _, s := range a.GetSubscriptions() {
+				if s.GetObserveTime() == nil {
+					t.Errorf("allotment %s: subscription %s has no observe_time", a.GetId(), s.GetSubscriptionId())
+				}
+			}
+		}
+		if waiting == 0 {
+			t.Error("no allotment of the demo tenant has waiting members; this test needs some")
 		}
 	})
 	t.Run("gRPC gets one allotment", func(t *testing.T) {
@@ -425,6 +461,28 @@ func TestRun_MirrorsConfiguredTenant(t *testing.T) {
 			// collections must match the simulator exactly.
 			if c.want == 0 || len(items) < c.want || c.field != "points" && len(items) != c.want {
 				t.Errorf("GET %s lists %d %s, want %d (the simulator's)", c.path, len(items), c.field, c.want)
+			}
+		}
+		// What is joined from the allotment and the user is filled, not
+		// sent as empty strings.
+		_, body := svc.get(t, "/v1/waiting-members?pageSize=1000")
+		var waiting seatledgerv1.ListWaitingMembersResponse
+		if err := protojson.Unmarshal(body, &waiting); err != nil {
+			t.Fatalf("decode %s: %v", body, err)
+		}
+		for _, w := range waiting.GetWaitingMembers() {
+			if w.GetSkuPartNumber() == "" || w.GetMember().GetDisplayName() == "" {
+				t.Errorf("waiting member %s: skuPartNumber %q, member displayName %q; want both", w.GetId(), w.GetSkuPartNumber(), w.GetMember().GetDisplayName())
+			}
+		}
+		_, body = svc.get(t, "/v1/assignment-errors?pageSize=1000")
+		var errs seatledgerv1.ListAssignmentErrorsResponse
+		if err := protojson.Unmarshal(body, &errs); err != nil {
+			t.Fatalf("decode %s: %v", body, err)
+		}
+		for _, e := range errs.GetAssignmentErrors() {
+			if e.GetSkuPartNumber() == "" || e.GetUser().GetDisplayName() == "" {
+				t.Errorf("assignment error %s: skuPartNumber %q, user displayName %q; want both", e.GetId(), e.GetSkuPartNumber(), e.GetUser().GetDisplayName())
 			}
 		}
 		code, body := svc.get(t, "/v1/subscriptions")
@@ -560,7 +618,7 @@ func TestRun_ZeroConfiguration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := allotmentDiff(wantAllotments(demo.Allotments()), listAllAllotments(t, svc.conn, 100)); diff != "" {
+	if diff := allotmentDiff(wantAllotments(demo), listAllAllotments(t, svc.conn, 100)); diff != "" {
 		t.Errorf("zero-config allotments differ from the demo tenant (-want +got):\n%s", diff)
 	}
 	if code, body := svc.get(t, "/readyz"); code != http.StatusOK {

@@ -43,6 +43,40 @@ var cachedReads = map[string]func(proto.Message, time.Time) proto.Message{
 	"/seatledger.v1.ChargebackService/ListPrices":    nil,
 }
 
+// cacheDays lists the cached reads whose answer depends on which day
+// today is, with the day to add to their cache key: "" when this request's
+// answer does not depend on it. An answer is then never served across
+// midnight, even when the mirror did not change.
+var cacheDays = map[string]func(req proto.Message, now time.Time) string{
+	// A range reaching today counts today as far as it has gone, and one
+	// reaching past today is cut at today.
+	"/seatledger.v1.ChargebackService/GetChargeback": func(m proto.Message, now time.Time) string {
+		req, ok := m.(*seatledgerv1.GetChargebackRequest)
+		if !ok {
+			return ""
+		}
+		tz := req.GetTimeZone()
+		if tz == "" {
+			tz = "UTC"
+		}
+		loc, err := time.LoadLocation(tz)
+		if err != nil {
+			return "" // refused, and refusals are not kept
+		}
+		if today := now.In(loc).Format(time.DateOnly); req.GetTo() >= today {
+			return today
+		}
+		return ""
+	},
+	// Without as_of, the prices valid today (a UTC day).
+	"/seatledger.v1.ChargebackService/ListPrices": func(m proto.Message, now time.Time) string {
+		if req, ok := m.(*seatledgerv1.ListPricesRequest); ok && req.GetAsOf() == "" && !req.GetIncludeHistory() {
+			return now.UTC().Format(time.DateOnly)
+		}
+		return ""
+	},
+}
+
 // refreshGenerateTime returns a copy of a chargeback report generated now.
 func refreshGenerateTime(m proto.Message, now time.Time) proto.Message {
 	m = proto.Clone(m)
@@ -85,6 +119,7 @@ func refreshWaitAges(m proto.Message, now time.Time) proto.Message {
 type readCache struct {
 	gens Generations
 	max  int
+	now  func() time.Time // the clock of cacheDays and of refreshes
 
 	mu      sync.Mutex
 	gen     uint64
@@ -115,7 +150,7 @@ func (c *readCache) stats() ReadCacheStats {
 }
 
 func newReadCache(gens Generations, maxBytes int) *readCache {
-	return &readCache{gens: gens, max: maxBytes, entries: map[string]proto.Message{}}
+	return &readCache{gens: gens, max: maxBytes, now: time.Now, entries: map[string]proto.Message{}}
 }
 
 func (c *readCache) get(gen uint64, key string) proto.Message {
@@ -168,10 +203,13 @@ func (c *readCache) interceptor() grpc.UnaryServerInterceptor {
 			return handler(ctx, req)
 		}
 		key := info.FullMethod + "\x00" + string(b)
+		if day := cacheDays[info.FullMethod]; day != nil {
+			key += "\x00" + day(m, c.now())
+		}
 		if resp := c.get(gen, key); resp != nil {
 			c.hits.Add(1)
 			if refresh != nil {
-				return refresh(resp, time.Now()), nil
+				return refresh(resp, c.now()), nil
 			}
 			return resp, nil
 		}

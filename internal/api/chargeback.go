@@ -65,15 +65,28 @@ func (s *chargebackService) GetChargeback(ctx context.Context, req *seatledgerv1
 	if to < from {
 		return nil, invalidArgument("to", "is before from")
 	}
-	if f, _ := time.Parse(time.DateOnly, from); f.AddDate(2, 0, 0).Before(mustDay(to)) {
-		return nil, invalidArgument("to", "the range is longer than two years")
-	}
 	tz := req.GetTimeZone()
 	if tz == "" {
 		tz = "UTC"
 	}
-	if _, err := time.LoadLocation(tz); err != nil || strings.EqualFold(tz, "Local") || len(tz) > 64 {
+	loc, err := time.LoadLocation(tz)
+	if err != nil || strings.EqualFold(tz, "Local") || len(tz) > 64 {
 		return nil, invalidArgument("time_zone", "is not an IANA time zone name, e.g. Europe/Berlin")
+	}
+	// Days after today have not happened: a range starting after today is
+	// refused, one ending after it is cut at today and flagged (this month
+	// so far is asked as the whole month).
+	today := time.Now().In(loc).Format(time.DateOnly)
+	if from > today {
+		return nil, invalidArgument("from", fmt.Sprintf("%s is after today (%s in %s): only days up to today can be charged; the last day allowed is %s",
+			from, today, tz, today))
+	}
+	var requestedTo string
+	if to > today {
+		requestedTo, to = to, today
+	}
+	if f, _ := time.Parse(time.DateOnly, from); f.AddDate(2, 0, 0).Before(mustDay(to)) {
+		return nil, invalidArgument("to", "the range is longer than two years")
 	}
 	for _, f := range []struct{ name, v string }{{"department", req.GetDepartment()}} {
 		if err := validateText(f.name, f.v); err != nil {
@@ -132,7 +145,13 @@ func (s *chargebackService) GetChargeback(ctx context.Context, req *seatledgerv1
 	}
 	report := &seatledgerv1.ChargebackReport{
 		From: from, To: to, TimeZone: tz, GroupBy: groupBy, Format: format, IdleSeatPolicy: policy,
-		GenerateTime: timeToProto(time.Now()),
+		GenerateTime: timeToProto(time.Now()), RequestedTo: requestedTo, HistoryStartTime: timeToProto(cb.HistoryStart),
+	}
+	if cb.IncompleteHistory {
+		report.Flags = append(report.Flags, seatledgerv1.ChargebackFlag_CHARGEBACK_FLAG_INCOMPLETE_HISTORY)
+	}
+	if requestedTo != "" {
+		report.Flags = append(report.Flags, seatledgerv1.ChargebackFlag_CHARGEBACK_FLAG_RANGE_CUT_AT_TODAY)
 	}
 	switch format {
 	case seatledgerv1.ChargebackFormat_CHARGEBACK_FORMAT_FOCUS:
@@ -157,7 +176,7 @@ func (s *chargebackService) GetChargeback(ctx context.Context, req *seatledgerv1
 			break
 		}
 		for _, r := range rows {
-			report.Rows = append(report.Rows, chargebackRowToProto(r))
+			report.Rows = append(report.Rows, chargebackRowToProto(r, report.Flags))
 		}
 		for _, m := range totals {
 			report.Totals = append(report.Totals, &seatledgerv1.Money{CurrencyCode: m.Currency, Amount: m.Amount})
@@ -172,7 +191,9 @@ func mustDay(v string) time.Time {
 	return t
 }
 
-func chargebackFlags(r store.ChargebackRow) []seatledgerv1.ChargebackFlag {
+// chargebackFlags returns the flags of a row: its own, then those of the
+// whole report (range), which every row carries.
+func chargebackFlags(r store.ChargebackRow, rangeFlags []seatledgerv1.ChargebackFlag) []seatledgerv1.ChargebackFlag {
 	var flags []seatledgerv1.ChargebackFlag
 	if r.Idle {
 		flags = append(flags, seatledgerv1.ChargebackFlag_CHARGEBACK_FLAG_IDLE_SEATS)
@@ -186,14 +207,14 @@ func chargebackFlags(r store.ChargebackRow) []seatledgerv1.ChargebackFlag {
 	if r.MissingPrice {
 		flags = append(flags, seatledgerv1.ChargebackFlag_CHARGEBACK_FLAG_MISSING_PRICE)
 	}
-	return flags
+	return append(flags, rangeFlags...)
 }
 
-func chargebackRowToProto(r store.ChargebackRow) *seatledgerv1.ChargebackRow {
+func chargebackRowToProto(r store.ChargebackRow, rangeFlags []seatledgerv1.ChargebackFlag) *seatledgerv1.ChargebackRow {
 	return &seatledgerv1.ChargebackRow{
 		Department: r.Department, AllotmentId: r.AllotmentID, SkuId: r.SKUID, SkuPartNumber: r.SKUPartNumber,
 		SeatDays: r.SeatDays, Cost: &seatledgerv1.Money{CurrencyCode: r.Currency, Amount: r.Cost},
-		Flags: chargebackFlags(r),
+		Flags: chargebackFlags(r, rangeFlags),
 	}
 }
 
@@ -212,7 +233,7 @@ func chargebackCSV(report *seatledgerv1.ChargebackReport, rows []store.Chargebac
 			state = "idle"
 		}
 		var flags []string
-		for _, f := range chargebackFlags(r) {
+		for _, f := range chargebackFlags(r, report.GetFlags()) {
 			flags = append(flags, strings.ToLower(strings.TrimPrefix(f.String(), "CHARGEBACK_FLAG_")))
 		}
 		_ = w.Write([]string{report.GetFrom(), report.GetTo(), report.GetTimeZone(), csvText(r.Department),

@@ -25,6 +25,7 @@ func allotmentToProto(a store.Allotment) *seatledgerv1.Allotment {
 		AssignableTo:    assigneeTypesToProto(a.AssignableTo),
 		ObserveTime:     timeToProto(a.ObservedAt),
 		OwnerDepartment: a.OwnerDepartment,
+		WaitingMembers:  a.WaitingMembers,
 	}
 	for _, sv := range a.Services {
 		out.Services = append(out.Services, &seatledgerv1.Service{
@@ -35,11 +36,16 @@ func allotmentToProto(a store.Allotment) *seatledgerv1.Allotment {
 	}
 	for _, sub := range a.Subscriptions {
 		out.Subscriptions = append(out.Subscriptions, &seatledgerv1.Subscription{
+			Name:              "subscriptions/" + sub.SubscriptionID,
 			SubscriptionId:    sub.SubscriptionID,
 			State:             subscriptionStateToProto(sub.State),
 			StartDate:         sub.StartDate,
 			NextLifecycleDate: sub.NextLifecycleDate,
 			Tags:              subscriptionTagsToProto(sub.Tags),
+			AllotmentIds:      sub.AllotmentIDs,
+			SkuIds:            sub.SKUIDs,
+			SkuPartNumbers:    sub.SKUPartNumbers,
+			ObserveTime:       timeToProto(sub.ObservedAt),
 		})
 	}
 	return out

@@ -68,13 +68,15 @@ func assignmentToProto(a store.Assignment) *seatledgerv1.Assignment {
 
 func waitingMemberToProto(w store.WaitingMember, now time.Time) *seatledgerv1.WaitingMember {
 	return &seatledgerv1.WaitingMember{
-		Name:        "allotments/" + w.AllotmentID + "/waitingMembers/" + w.ID,
-		Id:          w.ID,
-		AllotmentId: w.AllotmentID,
-		SkuId:       w.SKUID,
+		Name:          "allotments/" + w.AllotmentID + "/waitingMembers/" + w.ID,
+		Id:            w.ID,
+		AllotmentId:   w.AllotmentID,
+		SkuId:         w.SKUID,
+		SkuPartNumber: w.SKUPartNumber,
 		Member: &seatledgerv1.Assignee{
 			Type:              assigneeTypes[w.MemberType],
 			Id:                w.MemberID,
+			DisplayName:       w.MemberDisplayName,
 			UserPrincipalName: w.MemberUPN,
 			Department:        w.MemberDepartment,
 		},
@@ -87,14 +89,16 @@ func waitingMemberToProto(w store.WaitingMember, now time.Time) *seatledgerv1.Wa
 
 func assignmentErrorToProto(e store.AssignmentError) *seatledgerv1.AssignmentError {
 	return &seatledgerv1.AssignmentError{
-		Name:    "assignmentErrors/" + e.ID,
-		Id:      e.ID,
-		Code:    e.Code,
-		Message: e.Message,
-		SkuId:   e.SKUID,
+		Name:          "assignmentErrors/" + e.ID,
+		Id:            e.ID,
+		Code:          e.Code,
+		Message:       e.Message,
+		SkuId:         e.SKUID,
+		SkuPartNumber: e.SKUPartNumber,
 		User: &seatledgerv1.Assignee{
 			Type:              seatledgerv1.AssigneeType_ASSIGNEE_TYPE_USER,
 			Id:                e.UserID,
+			DisplayName:       e.UserDisplayName,
 			UserPrincipalName: e.UserUPN,
 			Department:        e.UserDepartment,
 		},

@@ -810,9 +810,16 @@ func (s *assignmentService) created(ctx context.Context, p plannedCreate, a grap
 	rec := store.Assignment{ID: a.ID, AllotmentID: p.allotment.ID, AssigneeID: p.who.id, AssigneeType: p.who.kind,
 		DisabledPlanIDs: a.DisabledServicePlanIDs, Raw: a.Raw}
 	out := assignmentToProto(rec)
+	// The answer shows the allotment after the write it reports: as the
+	// mirror has it once the write is recorded (what a GET right after
+	// shows), else the state chosen from with the seat taken.
+	after := p.allotment
+	after.OwnerDepartment = p.owner
+	recorded := false
 	if answered && p.who.kind != store.KindGroup {
+		after.ConsumedUnits++
 		if stored, err := s.recordCreated(ctx, rec, 1); err == nil {
-			out = assignmentToProto(stored)
+			out, recorded = assignmentToProto(stored), true
 		}
 		s.after.Go(ctx, func(ctx context.Context) { s.complete(ctx, p, rec) })
 	} else {
@@ -831,14 +838,19 @@ func (s *assignmentService) created(ctx context.Context, p plannedCreate, a grap
 			stored, err = s.recordAssignment(ctx, rec)
 		}
 		if err == nil {
-			out = assignmentToProto(stored)
+			out, recorded = assignmentToProto(stored), true
 		}
 		<-refreshed
 	}
-	al := allotmentToProto(p.allotment)
-	al.OwnerDepartment = p.owner
+	if recorded {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordWriteTimeout)
+		if fresh, err := s.store.GetAllotment(rctx, p.allotment.ID); err == nil {
+			after = fresh
+		}
+		cancel()
+	}
 	return &seatledgerv1.CreateAssignmentResponse{
-		Assignment: out, Allotment: al, AllotmentChoiceReason: p.reason, AllotmentChoiceDetail: p.detail,
+		Assignment: out, Allotment: allotmentToProto(after), AllotmentChoiceReason: p.reason, AllotmentChoiceDetail: p.detail,
 	}, nil
 }
 

@@ -403,6 +403,11 @@ func TestCreateAssignment_oneRoundTrip(t *testing.T) {
 		t.Errorf("allotment right after the create: %d consumed, %d available; want %d and %d",
 			al.GetConsumedUnits(), al.GetAvailableUnits(), before.GetConsumedUnits()+1, before.GetAvailableUnits()-1)
 	}
+	// The answer shows the allotment with the seat it reports taken, as
+	// the GET right after it does.
+	if diff := cmp.Diff(al, resp.GetAllotment(), protocmp.Transform()); diff != "" {
+		t.Errorf("the create's answer shows the allotment otherwise than a GET right after it (-get +answer):\n%s", diff)
+	}
 
 	// A sync before the completion: the assignment is unchanged, its
 	// version the one the create opened.
@@ -506,9 +511,10 @@ func TestCreateAssignment_groupAndDevice(t *testing.T) {
 	}
 
 	requests = e.countGraphRequests(t)
-	if _, err := e.assignments.CreateAssignment(ctx, &seatledgerv1.CreateAssignmentRequest{
+	groupResp, err := e.assignments.CreateAssignment(ctx, &seatledgerv1.CreateAssignmentRequest{
 		Assignee: &seatledgerv1.CreateAssignmentRequest_GroupId{GroupId: cGroup},
-		Source:   &seatledgerv1.CreateAssignmentRequest_AllotmentId{AllotmentId: cAllot}}); err != nil {
+		Source:   &seatledgerv1.CreateAssignmentRequest_AllotmentId{AllotmentId: cAllot}})
+	if err != nil {
 		t.Fatal(err)
 	}
 	if n := requests(); n != 2 {
@@ -521,9 +527,12 @@ func TestCreateAssignment_groupAndDevice(t *testing.T) {
 		if a.ID != cAllot {
 			continue
 		}
-		if got, err := e.allotments.GetAllotment(ctx, &seatledgerv1.GetAllotmentRequest{Id: cAllot}); err != nil ||
-			got.GetConsumedUnits() != a.ConsumedUnits {
+		got, err := e.allotments.GetAllotment(ctx, &seatledgerv1.GetAllotmentRequest{Id: cAllot})
+		if err != nil || got.GetConsumedUnits() != a.ConsumedUnits {
 			t.Errorf("allotment after the group's create = %v, %v; want Graph's %d consumed", got, err, a.ConsumedUnits)
+		}
+		if diff := cmp.Diff(got, groupResp.GetAllotment(), protocmp.Transform()); diff != "" {
+			t.Errorf("the group's create answers with the allotment otherwise than a GET right after it (-get +answer):\n%s", diff)
 		}
 	}
 	run, err := e.syncer.RunOnce(ctx)

@@ -27,6 +27,13 @@ type Subscription struct {
 	// examples send them) and keeps their UTC date.
 	StartDate, NextLifecycleDate string
 	Tags                         []string
+	// AllotmentIDs (sorted) are the allotments the subscription backs at
+	// the time read, with their SKUIDs and SKUPartNumbers at the same
+	// index; ObservedAt is the latest start of those versions, as
+	// ListSubscriptions gives them. Set by allotment reads; ignored by
+	// StageAllotments.
+	AllotmentIDs, SKUIDs, SKUPartNumbers []string
+	ObservedAt                           time.Time
 }
 
 // Allotment is one licence pool (a SKU's units from one or more
@@ -49,6 +56,10 @@ type Allotment struct {
 	// same time (SetAllotmentOwner), "" when none. Set by reads; ignored
 	// by StageAllotments.
 	OwnerDepartment string
+	// WaitingMembers is the number of users and devices waiting in the
+	// allotment's waiting room at the same time (those
+	// ListWaitingMembers lists). Set by reads; ignored by StageAllotments.
+	WaitingMembers int32
 }
 
 // serviceJSON and subscriptionJSON are the stored forms inside
@@ -295,25 +306,55 @@ func (m mirrored) diffStaged(ctx context.Context, tx pgx.Tx, at time.Time) (Chan
 }
 
 // allotmentColumns are the columns scanAllotment reads, in order, from
-// allotment_versions aliased v; ownerValid is the condition on the owner
-// version o to read (the one valid at the same time as v's).
-func allotmentColumns(ownerValid string) string {
+// allotment_versions aliased v; valid renders the condition on another
+// table's version (by its alias) to read: the one valid at the same time
+// as v's. With v come its owner, its waiting members (counted as
+// ListWaitingMembers lists them) and, for each of its subscriptions, the
+// allotments that subscription backs and when its state was first seen
+// (as ListSubscriptions reads them).
+func allotmentColumns(valid func(alias string) string) string {
 	return `v.id, v.sku_id, v.sku_part_number, v.allotted_units, v.consumed_units,
 	v.assignable_to, v.services, v.subscriptions, v.raw, lower(v.valid),
 	COALESCE((SELECT o.owner_department FROM allotment_owner_versions o
-	          WHERE o.allotment_id = v.id AND ` + ownerValid + `), '')`
+	          WHERE o.allotment_id = v.id AND ` + valid("o") + `), ''),
+	(SELECT count(*) FROM waiting_member_versions w WHERE w.allotment_id = v.id AND ` + valid("w") + `)::int,
+	COALESCE((
+		SELECT jsonb_object_agg(x.subscription_id, jsonb_build_object('allotment_ids', x.allotment_ids,
+		       'sku_ids', x.sku_ids, 'sku_part_numbers', x.sku_part_numbers, 'observed_at', x.observed_at))
+		FROM (
+			SELECT s.subscription_id, array_agg(s.allotment_id ORDER BY s.allotment_id) AS allotment_ids,
+			       array_agg(COALESCE(sa.sku_id, '') ORDER BY s.allotment_id) AS sku_ids,
+			       array_agg(COALESCE(sa.sku_part_number, '') ORDER BY s.allotment_id) AS sku_part_numbers,
+			       max(lower(s.valid)) AS observed_at
+			FROM subscription_versions s
+			LEFT JOIN allotment_versions sa ON sa.id = s.allotment_id AND ` + valid("sa") + `
+			WHERE ` + valid("s") + ` AND s.subscription_id IN (
+				SELECT s0.subscription_id FROM subscription_versions s0 WHERE s0.allotment_id = v.id AND ` + valid("s0") + `)
+			GROUP BY s.subscription_id
+		) x), '{}')`
 }
 
-// currentAllotmentColumns reads current allotments and their current owners.
-var currentAllotmentColumns = allotmentColumns("upper_inf(o.valid)")
+// currentAllotmentColumns reads current allotments with the current state
+// of what comes with them.
+var currentAllotmentColumns = allotmentColumns(func(alias string) string { return "upper_inf(" + alias + ".valid)" })
+
+// subscriptionLinks is what allotmentColumns reads of each subscription
+// of an allotment.
+type subscriptionLinks struct {
+	AllotmentIDs   []string  `json:"allotment_ids"`
+	SKUIDs         []string  `json:"sku_ids"`
+	SKUPartNumbers []string  `json:"sku_part_numbers"`
+	ObservedAt     time.Time `json:"observed_at"`
+}
 
 func scanAllotment(row pgx.CollectableRow) (Allotment, error) {
 	var (
 		a              Allotment
 		services, subs []byte
 	)
+	var links map[string]subscriptionLinks
 	if err := row.Scan(&a.ID, &a.SKUID, &a.SKUPartNumber, &a.AllottedUnits, &a.ConsumedUnits,
-		&a.AssignableTo, &services, &subs, &a.Raw, &a.ObservedAt, &a.OwnerDepartment); err != nil {
+		&a.AssignableTo, &services, &subs, &a.Raw, &a.ObservedAt, &a.OwnerDepartment, &a.WaitingMembers, &links); err != nil {
 		return Allotment{}, err
 	}
 	a.ObservedAt = a.ObservedAt.UTC()
@@ -332,7 +373,13 @@ func scanAllotment(row pgx.CollectableRow) (Allotment, error) {
 		return Allotment{}, fmt.Errorf("decode subscriptions of allotment %q: %w", a.ID, err)
 	}
 	for _, x := range sb {
-		a.Subscriptions = append(a.Subscriptions, Subscription(x))
+		sub := Subscription{SubscriptionID: x.SubscriptionID, State: x.State, StartDate: x.StartDate,
+			NextLifecycleDate: x.NextLifecycleDate, Tags: x.Tags}
+		if l, ok := links[x.SubscriptionID]; ok {
+			sub.AllotmentIDs, sub.SKUIDs, sub.SKUPartNumbers = l.AllotmentIDs, l.SKUIDs, l.SKUPartNumbers
+			sub.ObservedAt = l.ObservedAt.UTC()
+		}
+		a.Subscriptions = append(a.Subscriptions, sub)
 	}
 	return a, nil
 }
@@ -409,7 +456,7 @@ func (s *Store) GetAllotment(ctx context.Context, id string) (Allotment, error) 
 // ErrNotFound when there is none (not yet seen at that time, or gone).
 func (s *Store) AllotmentAsOf(ctx context.Context, id string, at time.Time) (Allotment, error) {
 	q := `
-		SELECT ` + allotmentColumns("o.valid @> $2::timestamptz") + `
+		SELECT ` + allotmentColumns(func(alias string) string { return alias + ".valid @> $2::timestamptz" }) + `
 		FROM allotment_versions v
 		WHERE v.id = $1
 		  AND v.valid @> $2::timestamptz`

@@ -123,6 +123,14 @@ type Chargeback struct {
 	Lines []ChargebackLine
 	// UnpricedSKUs are the SKUs with seat-days on days without a price.
 	UnpricedSKUs []string
+	// HistoryStart is when the mirror's history begins: the start of the
+	// first successful sync run (zero before any). Seats held before it
+	// are unknown, not zero.
+	HistoryStart time.Time
+	// IncompleteHistory reports that some day of the range began before
+	// HistoryStart (or that there is no history yet): its seats are not
+	// all known.
+	IncompleteHistory bool
 }
 
 // dayRange is a range of calendar days, both included ("YYYY-MM-DD").
@@ -184,6 +192,21 @@ func (s *Store) chargeback(ctx context.Context, p ChargebackParams, live bool) (
 		return Chargeback{}, fmt.Errorf("chargeback: unknown idle policy %q", p.IdlePolicy)
 	}
 
+	loc, err := time.LoadLocation(tz)
+	if err != nil {
+		return Chargeback{}, fmt.Errorf("chargeback: time zone %q: %w", tz, err)
+	}
+	var out Chargeback
+	var first pgtype.Timestamptz
+	if err := s.pool.QueryRow(ctx, `SELECT min(started_at) FROM sync_runs WHERE outcome = 'succeeded'`).Scan(&first); err != nil {
+		return Chargeback{}, fmt.Errorf("chargeback: find the first sync run: %w", translate(err))
+	}
+	if first.Valid {
+		out.HistoryStart = first.Time.UTC()
+	}
+	fromStart := time.Date(from.Year(), from.Month(), from.Day(), 0, 0, 0, 0, loc)
+	out.IncompleteHistory = !first.Valid || fromStart.Before(first.Time)
+
 	var (
 		closed *closedPart
 		open   *dayRange
@@ -221,7 +244,6 @@ func (s *Store) chargeback(ctx context.Context, p ChargebackParams, live bool) (
 	if p.SumDays && !sumInSQL {
 		lines = sumDays(lines)
 	}
-	var out Chargeback
 	unpriced := map[string]bool{}
 	prices := map[string]*big.Rat{}
 	for _, l := range lines {
@@ -351,6 +373,12 @@ func seatDaySQL(b *sqlBuilder, r dayRange, tzArg, allotmentID, skuID string) str
 			SELECT s.allotment_id, d.day, s.sku_id, s.sku_part_number, s.allotted_units
 			FROM allot_seg s
 			JOIN days d ON s.dr @> d.day
+		), waits AS MATERIALIZED (
+			-- When each member waited in each allotment's waiting room.
+			SELECT w.allotment_id, w.member_id, range_agg(w.valid) AS valid
+			FROM waiting_member_versions w
+			WHERE w.valid && (SELECT r FROM span) AND w.allotment_id IN (SELECT allotment_id FROM allot_seg)
+			GROUP BY w.allotment_id, w.member_id
 		), paths AS MATERIALIZED (
 			-- Every path to a seat, with the days it was held.
 			SELECT a.allotment_id, a.assignee_id AS holder_id, a.assignee_type AS holder_type, false AS via_group,
@@ -359,9 +387,14 @@ func seatDaySQL(b *sqlBuilder, r dayRange, tzArg, allotmentID, skuID string) str
 			WHERE a.assignee_type IN ('user', 'device') AND a.valid && (SELECT r FROM span)
 			  AND a.allotment_id IN (SELECT allotment_id FROM allot_seg)
 			UNION ALL
-			SELECT a.allotment_id, g.member_id, g.member_type, true, ` + daysOf("a.valid * g.valid") + `
+			-- A group's member holds a seat while it is a member and is not
+			-- waiting in the allotment's waiting room (Graph's consumedUnits
+			-- leaves waiting members out): the membership less the waits.
+			SELECT a.allotment_id, g.member_id, g.member_type, true, ` + daysOf("m.held") + `
 			FROM assignment_versions a
 			JOIN group_member_versions g ON g.group_id = a.assignee_id AND g.valid && a.valid
+			LEFT JOIN waits w ON w.allotment_id = a.allotment_id AND w.member_id = g.member_id,
+			unnest(tstzmultirange(a.valid * g.valid) - COALESCE(w.valid, '{}'::tstzmultirange)) AS m(held)
 			WHERE a.assignee_type = 'group' AND g.member_type IN ('user', 'device')
 			  AND a.valid && (SELECT r FROM span) AND g.valid && (SELECT r FROM span)
 			  AND a.allotment_id IN (SELECT allotment_id FROM allot_seg)

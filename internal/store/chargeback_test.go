@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"fmt"
 	"math/big"
 	"testing"
 	"time"
@@ -222,6 +223,34 @@ func TestStore_Chargeback(t *testing.T) {
 	}
 }
 
+// TestStore_ChargebackIncompleteHistory: days that began before the first
+// successful sync run are known to be incomplete, not read as no usage.
+func TestStore_ChargebackIncompleteHistory(t *testing.T) {
+	t.Parallel()
+	st := storetest.New(t)
+	if cb := chargeback(t, st, store.ChargebackParams{From: "2026-02-28", To: "2026-03-01"}); !cb.IncompleteHistory || !cb.HistoryStart.IsZero() {
+		t.Errorf("before any run: IncompleteHistory %t, HistoryStart %v; want true, none", cb.IncompleteHistory, cb.HistoryStart)
+	}
+	seedChargeback(t, st) // first run 02-28 12:00 UTC
+	for _, tt := range []struct {
+		from, to, tz string
+		want         bool
+	}{
+		{"2025-12-31", "2025-12-31", "", true},
+		{"2026-02-28", "2026-03-03", "", true}, // 02-28 began before the run
+		{"2026-03-01", "2026-03-03", "", false},
+		{"2026-02-28", "2026-03-01", "Pacific/Kiritimati", true},
+		{"2026-03-01", "2026-03-01", "Pacific/Kiritimati", true}, // began 02-28 10:00 UTC
+		{"2026-03-02", "2026-03-02", "Pacific/Kiritimati", false},
+	} {
+		cb := chargeback(t, st, store.ChargebackParams{From: tt.from, To: tt.to, TimeZone: tt.tz})
+		if cb.IncompleteHistory != tt.want || !cb.HistoryStart.Equal(time.Date(2026, 2, 28, 12, 0, 0, 0, time.UTC)) {
+			t.Errorf("%s to %s in %q: IncompleteHistory %t, HistoryStart %v; want %t, 2026-02-28 12:00 UTC",
+				tt.from, tt.to, tt.tz, cb.IncompleteHistory, cb.HistoryStart, tt.want)
+		}
+	}
+}
+
 func TestStore_ChargebackMissingPrice(t *testing.T) {
 	t.Parallel()
 	st := storetest.New(t)
@@ -314,5 +343,61 @@ func TestStore_ChargebackGaps(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("seats per day mismatch (-want +got):\n%s", diff)
+	}
+}
+
+// TestStore_ChargebackWaitingMembers: a member of an assigned group who
+// waits in the allotment's waiting room holds no licence (Graph's
+// consumedUnits leaves it out), so it counts no seat-day while it waits,
+// neither counted from the history nor read from the ledger.
+func TestStore_ChargebackWaitingMembers(t *testing.T) {
+	t.Parallel()
+	st := storetest.New(t)
+	w1 := seatAllotment("W1", skuE5, 3)
+	members := func(ids ...string) map[string][]store.GroupMember {
+		var g []store.GroupMember
+		for _, id := range ids {
+			g = append(g, store.GroupMember{MemberID: id, MemberType: store.KindUser})
+		}
+		return map[string][]store.GroupMember{"gw": g}
+	}
+	wait := func(id, member string) store.WaitingMember {
+		return store.WaitingMember{ID: id, AllotmentID: "W1", MemberID: member, MemberType: store.KindUser,
+			Raw: fmt.Appendf(nil, `{"id": %q}`, id)}
+	}
+	users := []store.User{user("m1", "Sales"), user("m2", "Sales"), user("m3", "Eng"), user("m4", "Eng"), user("m5", "Ops")}
+	asgs := []store.Assignment{groupAsg("gwa", "W1", "gw")}
+	// 04-10: five members, three seats: m4 and m5 wait. 04-11 12:00: m1
+	// leaves, m5 gets its seat; m4 waits on. 04-12 in that state; a run
+	// on 04-14 closes the days.
+	applyAt(t, st, time.Date(2026, 4, 10, 0, 0, 0, 0, time.UTC), snapshot{allotments: []store.Allotment{w1}, assignments: asgs,
+		users: users, groups: members("m1", "m2", "m3", "m4", "m5"), waiting: []store.WaitingMember{wait("wm4", "m4"), wait("wm5", "m5")}})
+	applyAt(t, st, time.Date(2026, 4, 11, 12, 0, 0, 0, time.UTC), snapshot{allotments: []store.Allotment{w1}, assignments: asgs,
+		users: users, groups: members("m2", "m3", "m4", "m5"), waiting: []store.WaitingMember{wait("wm4", "m4")}})
+	applyAt(t, st, time.Date(2026, 4, 14, 0, 0, 0, 0, time.UTC), snapshot{allotments: []store.Allotment{w1}, assignments: asgs,
+		users: users, groups: members("m2", "m3", "m4", "m5"), waiting: []store.WaitingMember{wait("wm4", "m4")}})
+
+	type dayDept struct {
+		day, dept string
+		idle      bool
+	}
+	// 04-10: m1, m2 Sales, m3 Eng: full, no idle seat.
+	// 04-11: m1 (until 12:00), m2 Sales, m3 Eng, m5 Ops (from 12:00):
+	//        four holders of three units that day, no idle seat.
+	// 04-12: m2 Sales, m3 Eng, m5 Ops. m4 waits throughout: never.
+	want := map[dayDept]int64{
+		{"2026-04-10", "Sales", false}: 2, {"2026-04-10", "Eng", false}: 1,
+		{"2026-04-11", "Sales", false}: 2, {"2026-04-11", "Eng", false}: 1, {"2026-04-11", "Ops", false}: 1,
+		{"2026-04-12", "Sales", false}: 1, {"2026-04-12", "Eng", false}: 1, {"2026-04-12", "Ops", false}: 1,
+	}
+	p := store.ChargebackParams{From: "2026-04-10", To: "2026-04-12"}
+	for name, cb := range map[string]store.Chargeback{"ledger": chargeback(t, st, p), "live": liveChargeback(t, st, p)} {
+		got := map[dayDept]int64{}
+		for _, l := range cb.Lines {
+			got[dayDept{l.Day, l.Department, l.Idle}] += l.Seats.Num().Int64()
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%s: seats per day mismatch (-want +got):\n%s", name, diff)
+		}
 	}
 }

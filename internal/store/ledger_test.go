@@ -76,8 +76,15 @@ func TestStore_ChargebackLedgerEqualsLive(t *testing.T) {
 		assignments: []store.Assignment{asg("a1", "A1", "u1"), asg("a3", "A1", "u2"), asg("a9", "A2", "u3"), groupAsg("a2", "A1", "g1")},
 		users:       []store.User{user("u1", "Sales"), user("u2", "Eng"), user("u3", ""), user("u4", "Eng")},
 		groups:      map[string][]store.GroupMember{"g1": {{MemberID: "u4", MemberType: store.KindUser}}},
+		// u4 waits in A1's waiting room (no seat through g1) until 03-03
+		// 06:00; u2 waits too but holds A1 directly as well.
+		waiting: []store.WaitingMember{
+			{ID: "w1", AllotmentID: "A1", MemberID: "u4", MemberType: store.KindUser, Raw: []byte(`{"id": "w1"}`)},
+			{ID: "w2", AllotmentID: "A1", MemberID: "u2", MemberType: store.KindUser, Raw: []byte(`{"id": "w2"}`)},
+		},
 	})
 	seedChargeback(t, st)
+	applyAt(t, st, time.Date(2026, 3, 3, 6, 0, 0, 0, time.UTC), snapshot{waiting: []store.WaitingMember{}})
 	// The last run started 03-03 06:00 UTC: UTC days up to 03-02 are
 	// closed, Tokyo's up to 03-02 (its 03-03 ends 03-03 15:00 UTC), New
 	// York's up to 03-02 (it ends 03-03 05:00 UTC).

@@ -23,7 +23,8 @@ type Seat struct {
 }
 
 // UserSeats returns the seats userID holds as of asOf (zero: now), direct
-// ones first, then by allotment. A user reached both directly and through
+// ones first, then by allotment. A group's licence is no seat while the
+// user waits in that allotment's waiting room. A user reached both directly and through
 // groups gets one Seat per path: Graph charges one unit per allotment, but
 // each path is a reason the user has it.
 func (s *Store) UserSeats(ctx context.Context, userID string, asOf time.Time) ([]Seat, error) {
@@ -41,6 +42,11 @@ func (s *Store) UserSeats(ctx context.Context, userID string, asOf time.Time) ([
 			JOIN assignment_versions a
 			  ON a.assignee_id = g.group_id AND a.assignee_type = 'group' AND ` + valid("a") + `
 			WHERE g.member_id = ` + user + ` AND ` + valid("g") + `
+			  -- A member waiting in the allotment's waiting room holds no
+			  -- seat of it through the group (Graph counts it in no unit).
+			  AND NOT EXISTS (
+				SELECT 1 FROM waiting_member_versions w
+				WHERE w.member_id = g.member_id AND w.allotment_id = a.allotment_id AND ` + valid("w") + `)
 		)
 		SELECT h.id, h.allotment_id, h.disabled_plan_ids, h.group_id,
 		       COALESCE(al.sku_id, ''), COALESCE(al.sku_part_number, ''), COALESCE(al.services, '[]')

@@ -41,9 +41,10 @@ type WaitingMember struct {
 	Raw          []byte
 	// ObservedAt is the start of the current version. Set by reads.
 	ObservedAt time.Time
-	// Joined on read: the member's UPN and department, and the
-	// allotment's SKU, as of the read's time ("" when unknown).
-	MemberUPN, MemberDepartment, SKUID string
+	// Joined on read: the member's UPN, display name and department, and
+	// the allotment's SKU id and part number, as of the read's time (""
+	// when unknown: a device, a user not mirrored).
+	MemberUPN, MemberDisplayName, MemberDepartment, SKUID, SKUPartNumber string
 	// QueuePosition is the member's place (1 = next) among the
 	// allotment's waiting members at the read's time, by WaitingSince
 	// (unknown last), then ID. Set by reads.
@@ -59,8 +60,12 @@ type AssignmentError struct {
 	Raw        []byte
 	// ObservedAt is the start of the current version. Set by reads.
 	ObservedAt time.Time
-	// Joined on read from the user as of the read's time.
-	UserUPN, UserDepartment string
+	// Joined on read from the user as of the read's time ("" when the
+	// user is not mirrored).
+	UserUPN, UserDisplayName, UserDepartment string
+	// SKUPartNumber is the part number of an allotment of the SKU as of
+	// the read's time; "" when the mirror has none.
+	SKUPartNumber string
 }
 
 // SubscriptionRow is one commerce subscription with the allotments it
@@ -285,7 +290,8 @@ func (s *Store) ListWaitingMembers(ctx context.Context, p ListWaitingMembersPara
 			WHERE ` + inner + `
 		)
 		SELECT w.id, w.allotment_id, w.member_id, w.member_type, w.waiting_since, w.raw, w.observed_at, w.position,
-		       COALESCE(u.user_principal_name, ''), COALESCE(u.department, ''), COALESCE(al.sku_id, '')
+		       COALESCE(u.user_principal_name, ''), COALESCE(u.display_name, ''), COALESCE(u.department, ''),
+		       COALESCE(al.sku_id, ''), COALESCE(al.sku_part_number, '')
 		FROM w
 		LEFT JOIN user_versions u
 		  ON u.id = w.member_id
@@ -304,7 +310,7 @@ func (s *Store) ListWaitingMembers(ctx context.Context, p ListWaitingMembersPara
 			pos   int64
 		)
 		err := row.Scan(&w.ID, &w.AllotmentID, &w.MemberID, &w.MemberType, &since, &w.Raw, &w.ObservedAt, &pos,
-			&w.MemberUPN, &w.MemberDepartment, &w.SKUID)
+			&w.MemberUPN, &w.MemberDisplayName, &w.MemberDepartment, &w.SKUID, &w.SKUPartNumber)
 		w.WaitingSince, w.ObservedAt, w.QueuePosition = utc(since), w.ObservedAt.UTC(), int(pos)
 		return w, err
 	})
@@ -349,7 +355,9 @@ func (s *Store) ListAssignmentErrors(ctx context.Context, p ListAssignmentErrors
 	}
 	q := `
 		SELECT e.id, e.user_id, e.sku_id, e.code, e.message, e.occurred_at, e.raw, lower(e.valid),
-		       COALESCE(u.user_principal_name, ''), COALESCE(u.department, '')
+		       COALESCE(u.user_principal_name, ''), COALESCE(u.display_name, ''), COALESCE(u.department, ''),
+		       COALESCE((SELECT min(al.sku_part_number) FROM allotment_versions al
+		                 WHERE al.sku_id = e.sku_id AND ` + valid("al") + `), '')
 		FROM assignment_error_versions e
 		LEFT JOIN user_versions u
 		  ON u.id = e.user_id
@@ -364,7 +372,7 @@ func (s *Store) ListAssignmentErrors(ctx context.Context, p ListAssignmentErrors
 			at pgtype.Timestamptz
 		)
 		err := row.Scan(&e.ID, &e.UserID, &e.SKUID, &e.Code, &e.Message, &at, &e.Raw, &e.ObservedAt,
-			&e.UserUPN, &e.UserDepartment)
+			&e.UserUPN, &e.UserDisplayName, &e.UserDepartment, &e.SKUPartNumber)
 		e.OccurredAt, e.ObservedAt = utc(at), e.ObservedAt.UTC()
 		return e, err
 	})

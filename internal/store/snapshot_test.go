@@ -308,7 +308,8 @@ func TestSnapshot_history(t *testing.T) {
 	}
 	wantWM := []store.WaitingMember{{ID: "w1", AllotmentID: "a1", MemberID: "u3", MemberType: store.KindUser,
 		WaitingSince: t0.Add(-time.Hour), Raw: []byte(`{"id": "w1"}`), ObservedAt: t0,
-		MemberUPN: "u3@contoso.example", MemberDepartment: "IT", SKUID: skuTeams, QueuePosition: 1}}
+		MemberUPN: "u3@contoso.example", MemberDisplayName: "User u3", MemberDepartment: "IT", SKUID: skuTeams,
+		SKUPartNumber: "PART_f245", QueuePosition: 1}}
 	if diff := cmp.Diff(wantWM, wm); diff != "" {
 		t.Errorf("waiting members as of t1 (-want +got):\n%s", diff)
 	}
@@ -321,7 +322,7 @@ func TestSnapshot_history(t *testing.T) {
 	}
 	wantErrs := []store.AssignmentError{{ID: "e1", UserID: "u2", SKUID: skuTeams, Code: "MutuallyExclusiveViolation",
 		Message: "conflicting plans", OccurredAt: t0.Add(-2 * time.Hour), ObservedAt: t0,
-		UserUPN: "u2@contoso.example", UserDepartment: "IT"}}
+		UserUPN: "u2@contoso.example", UserDisplayName: "User u2", UserDepartment: "IT", SKUPartNumber: "PART_f245"}}
 	if diff := cmp.Diff(wantErrs, errs); diff != "" {
 		t.Errorf("assignment errors as of t1 (-want +got):\n%s", diff)
 	}
@@ -876,4 +877,112 @@ func BenchmarkSnapshot_Apply250kAssignments(b *testing.B) {
 		}
 		report(b, stage, apply, runs)
 	})
+}
+
+// TestStore_readsFillJoinedFields: what reads join from other tables is
+// filled, never left as an empty look-alike: an allotment's count of
+// waiting members (the same members ListWaitingMembers lists) and its
+// subscriptions' other allotments and observation time; waiting members'
+// and assignment errors' SKU part numbers and display names; and a group
+// member waiting in an allotment's waiting room holds no seat of it.
+func TestStore_readsFillJoinedFields(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	st, _ := newStore(t)
+	a1, a2 := allotment("a1", skuTeams, 100), allotment("a2", skuE5, 100)
+	a2.Subscriptions = append(a2.Subscriptions, a1.Subscriptions[0]) // one subscription backing both
+	a2.Raw = rawOf(a2)
+	wm := func(id, allot, member string) store.WaitingMember {
+		return store.WaitingMember{ID: id, AllotmentID: allot, MemberID: member, MemberType: store.KindUser}
+	}
+	applyAt(t, st, t0, snapshot{
+		allotments:  []store.Allotment{a1, a2},
+		assignments: []store.Assignment{groupAsg("ga", "a1", "g1"), groupAsg("gb", "a2", "g1")},
+		groups:      map[string][]store.GroupMember{"g1": {{MemberID: "u1", MemberType: store.KindUser}}},
+		waiting:     []store.WaitingMember{wm("w1", "a1", "u1"), wm("w2", "a1", "u2")},
+		errors:      []store.AssignmentError{{ID: "e1", UserID: "u1", SKUID: skuE5, Code: "CountViolation", Message: "full"}},
+		users:       []store.User{user("u1", "IT"), user("u2", "Sales")},
+	})
+	applyAt(t, st, t1, snapshot{waiting: []store.WaitingMember{wm("w2", "a1", "u2")}})
+
+	for _, tt := range []struct {
+		asOf time.Time
+		want map[string]int32
+	}{{time.Time{}, map[string]int32{"a1": 1, "a2": 0}}, {t0, map[string]int32{"a1": 2, "a2": 0}}} {
+		for id, n := range tt.want {
+			var a store.Allotment
+			var err error
+			if tt.asOf.IsZero() {
+				a, err = st.GetAllotment(ctx, id)
+			} else {
+				a, err = st.AllotmentAsOf(ctx, id, tt.asOf)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			listed, err := st.ListWaitingMembers(ctx, store.ListWaitingMembersParams{AllotmentID: id, AsOf: tt.asOf})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.WaitingMembers != n || int(a.WaitingMembers) != len(listed) {
+				t.Errorf("allotment %s as of %v: WaitingMembers = %d, want %d (%d listed)", id, tt.asOf, a.WaitingMembers, n, len(listed))
+			}
+		}
+	}
+	list, err := st.ListAllotments(ctx, store.ListAllotmentsParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type subLinks struct {
+		ID                                   string
+		AllotmentIDs, SKUIDs, SKUPartNumbers []string
+		ObservedAt                           time.Time
+	}
+	got := map[string][]subLinks{}
+	for _, a := range list {
+		for _, s := range a.Subscriptions {
+			got[a.ID] = append(got[a.ID], subLinks{s.SubscriptionID, s.AllotmentIDs, s.SKUIDs, s.SKUPartNumbers, s.ObservedAt})
+		}
+	}
+	both := subLinks{"sub-a1", []string{"a1", "a2"}, []string{skuTeams, skuE5}, []string{a1.SKUPartNumber, a2.SKUPartNumber}, t0}
+	want := map[string][]subLinks{
+		"a1": {both},
+		"a2": {{"sub-a2", []string{"a2"}, []string{skuE5}, []string{a2.SKUPartNumber}, t0}, both},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("allotments' subscriptions (-want +got):\n%s", diff)
+	}
+
+	waiting, err := st.ListWaitingMembers(ctx, store.ListWaitingMembersParams{AsOf: t0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range waiting {
+		if w.SKUPartNumber != a1.SKUPartNumber || w.MemberDisplayName != "User "+w.MemberID {
+			t.Errorf("waiting member %s: SKUPartNumber %q, MemberDisplayName %q; want %q, %q", w.ID, w.SKUPartNumber,
+				w.MemberDisplayName, a1.SKUPartNumber, "User "+w.MemberID)
+		}
+	}
+	errs, err := st.ListAssignmentErrors(ctx, store.ListAssignmentErrorsParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(errs) != 1 || errs[0].SKUPartNumber != a2.SKUPartNumber || errs[0].UserDisplayName != "User u1" {
+		t.Errorf("assignment errors = %+v, want e1 with SKUPartNumber %q and UserDisplayName %q", errs, a2.SKUPartNumber, "User u1")
+	}
+
+	// u1 waits in a1 until t1 (then its seat comes through g1), and holds
+	// a2 through g1 throughout.
+	for _, tt := range []struct {
+		asOf time.Time
+		want []string
+	}{{t0, []string{"a2"}}, {time.Time{}, []string{"a1", "a2"}}} {
+		seats, err := st.UserSeats(ctx, "u1", tt.asOf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := ids(seats, func(s store.Seat) string { return s.AllotmentID }); !slices.Equal(got, tt.want) {
+			t.Errorf("UserSeats(u1) as of %v = %v, want %v", tt.asOf, got, tt.want)
+		}
+	}
 }

@@ -222,10 +222,16 @@ const (
 	// Some seats in the row come from subscriptions that were not active
 	// (warning, suspended, locked out or deleted) on some days.
 	ChargebackFlag_CHARGEBACK_FLAG_INACTIVE_SUBSCRIPTION ChargebackFlag = 5
-	// The mirror has gaps in the range (for example no successful sync for
-	// more than a day), so the numbers carry the last known state across the
-	// gap.
+	// Some days of the range began before the mirror's history does (the
+	// start of its first successful sync run, ChargebackReport.history_start_time),
+	// or there is no history yet: seats held then are unknown, not zero.
+	// Set on every row and on the report.
 	ChargebackFlag_CHARGEBACK_FLAG_INCOMPLETE_HISTORY ChargebackFlag = 6
+	// The range asked for reaches past today (in time_zone): days that have
+	// not happened are not counted. The report's `to` is today (counted as
+	// far as it has gone: seats held at any moment so far) and `requested_to`
+	// the day asked for. Set on every row and on the report.
+	ChargebackFlag_CHARGEBACK_FLAG_RANGE_CUT_AT_TODAY ChargebackFlag = 7
 )
 
 // Enum value maps for ChargebackFlag.
@@ -238,6 +244,7 @@ var (
 		4: "CHARGEBACK_FLAG_MISSING_PRICE",
 		5: "CHARGEBACK_FLAG_INACTIVE_SUBSCRIPTION",
 		6: "CHARGEBACK_FLAG_INCOMPLETE_HISTORY",
+		7: "CHARGEBACK_FLAG_RANGE_CUT_AT_TODAY",
 	}
 	ChargebackFlag_value = map[string]int32{
 		"CHARGEBACK_FLAG_UNSPECIFIED":           0,
@@ -247,6 +254,7 @@ var (
 		"CHARGEBACK_FLAG_MISSING_PRICE":         4,
 		"CHARGEBACK_FLAG_INACTIVE_SUBSCRIPTION": 5,
 		"CHARGEBACK_FLAG_INCOMPLETE_HISTORY":    6,
+		"CHARGEBACK_FLAG_RANGE_CUT_AT_TODAY":    7,
 	}
 )
 
@@ -283,7 +291,11 @@ type GetChargebackRequest struct {
 	// First day of the range, inclusive (YYYY-MM-DD in time_zone). Required.
 	From string `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
 	// Last day of the range, inclusive (YYYY-MM-DD in time_zone). Required;
-	// "from=2026-01-01&to=2026-01-31" covers January.
+	// "from=2026-01-01&to=2026-01-31" covers January. A day after today is
+	// allowed (e.g. the end of this month, for this month so far): the range
+	// is cut at today and flagged CHARGEBACK_FLAG_RANGE_CUT_AT_TODAY. `from`
+	// after today is refused (INVALID_ARGUMENT naming today, the last day
+	// allowed).
 	To string `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
 	// Dimension to group rows by; unspecified means department.
 	GroupBy ChargebackGroupBy `protobuf:"varint,3,opt,name=group_by,json=groupBy,proto3,enum=seatledger.v1.ChargebackGroupBy" json:"group_by,omitempty"`
@@ -511,7 +523,8 @@ type ChargebackReport struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// First day of the range (YYYY-MM-DD).
 	From string `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
-	// Last day of the range, inclusive (YYYY-MM-DD).
+	// Last day of the range counted, inclusive (YYYY-MM-DD): the request's
+	// `to`, or today when the range asked for reaches past today.
 	To string `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
 	// The time zone that was used.
 	TimeZone string `protobuf:"bytes,3,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
@@ -532,9 +545,19 @@ type ChargebackReport struct {
 	// The CSV or FOCUS file (UTF-8, RFC 4180); empty for JSON.
 	Content []byte `protobuf:"bytes,10,opt,name=content,proto3" json:"content,omitempty"`
 	// When the report was computed.
-	GenerateTime  *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=generate_time,json=generateTime,proto3" json:"generate_time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	GenerateTime *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=generate_time,json=generateTime,proto3" json:"generate_time,omitempty"`
+	// What applies to the whole range (CHARGEBACK_FLAG_INCOMPLETE_HISTORY,
+	// CHARGEBACK_FLAG_RANGE_CUT_AT_TODAY), also when no row carries it
+	// because there is no row.
+	Flags []ChargebackFlag `protobuf:"varint,12,rep,packed,name=flags,proto3,enum=seatledger.v1.ChargebackFlag" json:"flags,omitempty"`
+	// The last day asked for, when the range was cut at today (see `to`);
+	// empty otherwise.
+	RequestedTo string `protobuf:"bytes,13,opt,name=requested_to,json=requestedTo,proto3" json:"requested_to,omitempty"`
+	// When the mirror's history begins: the start of its first successful
+	// sync run. Unset before the first run.
+	HistoryStartTime *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=history_start_time,json=historyStartTime,proto3" json:"history_start_time,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ChargebackReport) Reset() {
@@ -640,6 +663,27 @@ func (x *ChargebackReport) GetContent() []byte {
 func (x *ChargebackReport) GetGenerateTime() *timestamppb.Timestamp {
 	if x != nil {
 		return x.GenerateTime
+	}
+	return nil
+}
+
+func (x *ChargebackReport) GetFlags() []ChargebackFlag {
+	if x != nil {
+		return x.Flags
+	}
+	return nil
+}
+
+func (x *ChargebackReport) GetRequestedTo() string {
+	if x != nil {
+		return x.RequestedTo
+	}
+	return ""
+}
+
+func (x *ChargebackReport) GetHistoryStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.HistoryStartTime
 	}
 	return nil
 }
@@ -1010,7 +1054,7 @@ const file_seatledger_v1_chargeback_proto_rawDesc = "" +
 	"\x0fsku_part_number\x18\x04 \x01(\tR\rskuPartNumber\x12\x1b\n" +
 	"\tseat_days\x18\x05 \x01(\x03R\bseatDays\x12(\n" +
 	"\x04cost\x18\x06 \x01(\v2\x14.seatledger.v1.MoneyR\x04cost\x123\n" +
-	"\x05flags\x18\a \x03(\x0e2\x1d.seatledger.v1.ChargebackFlagR\x05flags\"\xf0\x03\n" +
+	"\x05flags\x18\a \x03(\x0e2\x1d.seatledger.v1.ChargebackFlagR\x05flags\"\x92\x05\n" +
 	"\x10ChargebackReport\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\tR\x04from\x12\x0e\n" +
 	"\x02to\x18\x02 \x01(\tR\x02to\x12\x1b\n" +
@@ -1023,7 +1067,10 @@ const file_seatledger_v1_chargeback_proto_rawDesc = "" +
 	"\fcontent_type\x18\t \x01(\tR\vcontentType\x12\x18\n" +
 	"\acontent\x18\n" +
 	" \x01(\fR\acontent\x12?\n" +
-	"\rgenerate_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\fgenerateTime\"\xa4\x01\n" +
+	"\rgenerate_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\fgenerateTime\x123\n" +
+	"\x05flags\x18\f \x03(\x0e2\x1d.seatledger.v1.ChargebackFlagR\x05flags\x12!\n" +
+	"\frequested_to\x18\r \x01(\tR\vrequestedTo\x12H\n" +
+	"\x12history_start_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\x10historyStartTime\"\xa4\x01\n" +
 	"\x11ListPricesRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -1067,7 +1114,7 @@ const file_seatledger_v1_chargeback_proto_rawDesc = "" +
 	"\x1cIDLE_SEAT_POLICY_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cIDLE_SEAT_POLICY_UNALLOCATED\x10\x01\x12!\n" +
 	"\x1dIDLE_SEAT_POLICY_PROPORTIONAL\x10\x02\x12\x1a\n" +
-	"\x16IDLE_SEAT_POLICY_OWNER\x10\x03*\x8d\x02\n" +
+	"\x16IDLE_SEAT_POLICY_OWNER\x10\x03*\xb5\x02\n" +
 	"\x0eChargebackFlag\x12\x1f\n" +
 	"\x1bCHARGEBACK_FLAG_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aCHARGEBACK_FLAG_IDLE_SEATS\x10\x01\x12!\n" +
@@ -1075,7 +1122,8 @@ const file_seatledger_v1_chargeback_proto_rawDesc = "" +
 	"\x1dCHARGEBACK_FLAG_DUPLICATE_SKU\x10\x03\x12!\n" +
 	"\x1dCHARGEBACK_FLAG_MISSING_PRICE\x10\x04\x12)\n" +
 	"%CHARGEBACK_FLAG_INACTIVE_SUBSCRIPTION\x10\x05\x12&\n" +
-	"\"CHARGEBACK_FLAG_INCOMPLETE_HISTORY\x10\x062\xff\x01\n" +
+	"\"CHARGEBACK_FLAG_INCOMPLETE_HISTORY\x10\x06\x12&\n" +
+	"\"CHARGEBACK_FLAG_RANGE_CUT_AT_TODAY\x10\a2\xff\x01\n" +
 	"\x11ChargebackService\x12U\n" +
 	"\rGetChargeback\x12#.seatledger.v1.GetChargebackRequest\x1a\x1f.seatledger.v1.ChargebackReport\x12Q\n" +
 	"\n" +
@@ -1123,23 +1171,25 @@ var file_seatledger_v1_chargeback_proto_depIdxs = []int32{
 	5,  // 8: seatledger.v1.ChargebackReport.rows:type_name -> seatledger.v1.ChargebackRow
 	11, // 9: seatledger.v1.ChargebackReport.totals:type_name -> seatledger.v1.Money
 	12, // 10: seatledger.v1.ChargebackReport.generate_time:type_name -> google.protobuf.Timestamp
-	9,  // 11: seatledger.v1.ListPricesResponse.prices:type_name -> seatledger.v1.Price
-	11, // 12: seatledger.v1.Price.monthly_unit_price:type_name -> seatledger.v1.Money
-	11, // 13: seatledger.v1.Price.monthly_list_unit_price:type_name -> seatledger.v1.Money
-	12, // 14: seatledger.v1.Price.update_time:type_name -> google.protobuf.Timestamp
-	11, // 15: seatledger.v1.SetPriceRequest.monthly_unit_price:type_name -> seatledger.v1.Money
-	11, // 16: seatledger.v1.SetPriceRequest.monthly_list_unit_price:type_name -> seatledger.v1.Money
-	4,  // 17: seatledger.v1.ChargebackService.GetChargeback:input_type -> seatledger.v1.GetChargebackRequest
-	7,  // 18: seatledger.v1.ChargebackService.ListPrices:input_type -> seatledger.v1.ListPricesRequest
-	10, // 19: seatledger.v1.ChargebackService.SetPrice:input_type -> seatledger.v1.SetPriceRequest
-	6,  // 20: seatledger.v1.ChargebackService.GetChargeback:output_type -> seatledger.v1.ChargebackReport
-	8,  // 21: seatledger.v1.ChargebackService.ListPrices:output_type -> seatledger.v1.ListPricesResponse
-	9,  // 22: seatledger.v1.ChargebackService.SetPrice:output_type -> seatledger.v1.Price
-	20, // [20:23] is the sub-list for method output_type
-	17, // [17:20] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	3,  // 11: seatledger.v1.ChargebackReport.flags:type_name -> seatledger.v1.ChargebackFlag
+	12, // 12: seatledger.v1.ChargebackReport.history_start_time:type_name -> google.protobuf.Timestamp
+	9,  // 13: seatledger.v1.ListPricesResponse.prices:type_name -> seatledger.v1.Price
+	11, // 14: seatledger.v1.Price.monthly_unit_price:type_name -> seatledger.v1.Money
+	11, // 15: seatledger.v1.Price.monthly_list_unit_price:type_name -> seatledger.v1.Money
+	12, // 16: seatledger.v1.Price.update_time:type_name -> google.protobuf.Timestamp
+	11, // 17: seatledger.v1.SetPriceRequest.monthly_unit_price:type_name -> seatledger.v1.Money
+	11, // 18: seatledger.v1.SetPriceRequest.monthly_list_unit_price:type_name -> seatledger.v1.Money
+	4,  // 19: seatledger.v1.ChargebackService.GetChargeback:input_type -> seatledger.v1.GetChargebackRequest
+	7,  // 20: seatledger.v1.ChargebackService.ListPrices:input_type -> seatledger.v1.ListPricesRequest
+	10, // 21: seatledger.v1.ChargebackService.SetPrice:input_type -> seatledger.v1.SetPriceRequest
+	6,  // 22: seatledger.v1.ChargebackService.GetChargeback:output_type -> seatledger.v1.ChargebackReport
+	8,  // 23: seatledger.v1.ChargebackService.ListPrices:output_type -> seatledger.v1.ListPricesResponse
+	9,  // 24: seatledger.v1.ChargebackService.SetPrice:output_type -> seatledger.v1.Price
+	22, // [22:25] is the sub-list for method output_type
+	19, // [19:22] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_seatledger_v1_chargeback_proto_init() }

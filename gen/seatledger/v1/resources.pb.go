@@ -425,9 +425,9 @@ func (x *Service) GetAssignableTo() []AssigneeType {
 }
 
 // Subscription is a commercial subscription that supplies licences to one or
-// more allotments. SubscriptionService fills every field; inside
-// Allotment.subscriptions only subscription_id, state, start_date,
-// next_lifecycle_date and tags are guaranteed.
+// more allotments. Every field is filled, by SubscriptionService and inside
+// Allotment.subscriptions alike (there, allotment_ids lists every allotment
+// the subscription backs, the enclosing one included).
 type Subscription struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Microsoft commerce subscription id.
@@ -585,7 +585,9 @@ type Allotment struct {
 	// Licences still free: allotted_units minus consumed_units, never below
 	// zero.
 	AvailableUnits int32 `protobuf:"varint,11,opt,name=available_units,json=availableUnits,proto3" json:"available_units,omitempty"`
-	// Number of users and devices waiting for a licence from this allotment.
+	// Number of users and devices waiting for a licence from this allotment:
+	// the members ListAllotmentWaitingMembers lists. They hold no licence and
+	// are not in consumed_units.
 	WaitingMembers int32 `protobuf:"varint,12,opt,name=waiting_members,json=waitingMembers,proto3" json:"waiting_members,omitempty"`
 	// Department that owns this allotment and is charged for its idle
 	// licences under the owner idle-seat policy. Empty when no owner is set.

@@ -341,6 +341,8 @@ type LicenseStatus struct {
 	// Department attribute; empty when the user has none.
 	Department string `protobuf:"bytes,5,opt,name=department,proto3" json:"department,omitempty"`
 	// Licences the user holds, one per allotment and path (direct or group).
+	// A group's licence is no seat while the user waits in that allotment's
+	// waiting room: it is listed in `waiting` instead.
 	Seats []*HeldSeat `protobuf:"bytes,6,rep,name=seats,proto3" json:"seats,omitempty"`
 	// Waiting rooms the user is in, with their queue positions.
 	Waiting []*WaitingMember `protobuf:"bytes,7,rep,name=waiting,proto3" json:"waiting,omitempty"`
