@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -8,7 +9,13 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	seatledgerv1 "github.com/seatledger/seatledger/gen/seatledger/v1"
 	"github.com/seatledger/seatledger/internal/graphsim"
 )
 
@@ -195,6 +202,30 @@ func TestRun_BadInput(t *testing.T) {
 			`{"monthlyUnitPrice": {"currency": "USD"}}`, 400, []string{`"monthlyUnitPrice.currency"`, "currencyCode"}},
 		{"path field in the body", "PUT", "/v1/allotments/" + allotment + "/owner", `{"id": "other", "ownerDepartment": "Sales"}`, 400,
 			[]string{"id comes from the request path"}},
+		{"unknown user", "GET", "/v1/users/nobody@contoso.example/license-status", "", 404,
+			[]string{`no user "nobody@contoso.example" in the mirror`, "e.g. ada.lindqvist@contoso.example"}},
+		{"unknown allotment", "GET", "/v1/allotments/no-such-allotment", "", 404,
+			[]string{`no allotment "no-such-allotment" in the mirror`, "GET /v1/allotments lists"}},
+		{"unknown allotment's assignments", "GET", "/v1/allotments/no-such-allotment/assignments", "", 404,
+			[]string{`no allotment "no-such-allotment" in the mirror`}},
+		{"unknown assignment", "GET", "/v1/assignments/no-such-assignment", "", 404,
+			[]string{`no assignment "no-such-assignment" in the mirror`, "GET /v1/assignments lists"}},
+		{"unknown allotment's owner", "PUT", "/v1/allotments/no-such-allotment/owner", `{"ownerDepartment": "Sales"}`, 404,
+			[]string{`allotment "no-such-allotment"`}},
+		{"malformed id", "GET", "/v1/allotments/a%20b", "", 400, []string{`"a b" is not a Graph object id`, "e.g. "}},
+		{"part number for a SKU id", "GET", "/v1/allotments?skuId=ENTERPRISEPACK", "", 400,
+			[]string{"sku_id", `"ENTERPRISEPACK" is not a GUID`, "e.g. 6fd2c87f-"}},
+		{"impossible day", "GET", "/v1/allotments/" + allotment + "/history?from=2026-13-01", "", 400,
+			[]string{"from", `"2026-13-01" is not a date`, "e.g. 2026-12-01"}},
+		{"word for a day", "GET", "/v1/chargeback?from=June&to=2026-06-30", "", 400, []string{"from", `"June"`, "e.g. 2026-12-01"}},
+		{"range backwards", "GET", "/v1/chargeback?from=2026-06-30&to=2026-06-01", "", 400, []string{"2026-06-01 is before from (2026-06-30)"}},
+		{"unknown time zone", "GET", "/v1/chargeback?from=2026-06-01&to=2026-06-30&timeZone=CEST", "", 400,
+			[]string{`"CEST"`, "e.g. Europe/Berlin"}},
+		{"exponent in an amount", "PUT", "/v1/prices/6fd2c87f-b296-42f0-b197-1e91e994b900",
+			`{"monthlyUnitPrice": {"currencyCode": "USD", "amount": "1e3"}, "validFrom": "2026-01-01"}`, 400,
+			[]string{"monthly_unit_price.amount", `"1e3"`, `"57.00"`}},
+		{"garbage page token", "GET", "/v1/assignments?pageToken=abc", "", 400, []string{"page_token", "next_page_token"}},
+		{"negative page size", "GET", "/v1/assignments?pageSize=-1", "", 400, []string{"page_size", "-1"}},
 		{"wrong method", "POST", "/v1/allotments", "", 405, []string{"POST", "GET"}},
 		{"wrong method on a health endpoint", "POST", "/healthz", "", 405, []string{"GET"}},
 		{"no such route", "GET", "/v1/allotment", "", 404, []string{"/v1/allotment", "/openapi.json"}},
@@ -205,6 +236,23 @@ func TestRun_BadInput(t *testing.T) {
 			checkRefusal(t, tt.method+" "+tt.path, resp.StatusCode, got, tt.wantCode, tt.want...)
 		})
 	}
+
+	t.Run("gRPC says the same", func(t *testing.T) {
+		ctx := context.Background()
+		_, err := seatledgerv1.NewUserServiceClient(svc.conn).GetLicenseStatus(ctx, &seatledgerv1.GetLicenseStatusRequest{User: "nobody@contoso.example"})
+		if st := status.Convert(err); st.Code() != codes.NotFound || !strings.Contains(st.Message(), `no user "nobody@contoso.example" in the mirror`) {
+			t.Errorf("GetLicenseStatus(unknown) = %v, want NOT_FOUND naming the user", err)
+		}
+		_, err = seatledgerv1.NewAllotmentServiceClient(svc.conn).ListAllotmentAssignments(ctx, &seatledgerv1.ListAllotmentAssignmentsRequest{Id: allotment,
+			AsOf: timestamppb.New(time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC))})
+		if st := status.Convert(err); st.Code() != codes.NotFound || !strings.Contains(st.Message(), `no allotment "`+allotment+`" in the mirror as of 2020-01-01T00:00:00Z`) {
+			t.Errorf("ListAllotmentAssignments(before the mirror, as of 2020) = %v, want NOT_FOUND naming the allotment and the time", err)
+		}
+		_, err = seatledgerv1.NewAllotmentServiceClient(svc.conn).ListAllotments(ctx, &seatledgerv1.ListAllotmentsRequest{SkuId: "E5"})
+		if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), `"E5" is not a GUID, e.g.`) {
+			t.Errorf("ListAllotments(sku E5) = %v, want INVALID_ARGUMENT with the value and an example", err)
+		}
+	})
 
 	t.Run("405 names the allowed methods", func(t *testing.T) {
 		allowed := map[string][]string{}

@@ -43,12 +43,12 @@ var (
 func parseDay(field, v string, required bool) (string, error) {
 	if v == "" {
 		if required {
-			return "", invalidArgument(field, "is required (YYYY-MM-DD)")
+			return "", invalidArgument(field, "is required: a date (YYYY-MM-DD), e.g. 2026-12-01")
 		}
 		return "", nil
 	}
 	if _, err := time.Parse(time.DateOnly, v); err != nil {
-		return "", invalidArgument(field, "is not a date (YYYY-MM-DD)")
+		return "", notDay(field, v)
 	}
 	return v, nil
 }
@@ -63,7 +63,7 @@ func (s *chargebackService) GetChargeback(ctx context.Context, req *seatledgerv1
 		return nil, err
 	}
 	if to < from {
-		return nil, invalidArgument("to", "is before from")
+		return nil, invalidArgument("to", fmt.Sprintf("%s is before from (%s); give to on or after from", to, from))
 	}
 	if f, _ := time.Parse(time.DateOnly, from); f.AddDate(2, 0, 0).Before(mustDay(to)) {
 		return nil, invalidArgument("to", "the range is longer than two years")
@@ -73,7 +73,7 @@ func (s *chargebackService) GetChargeback(ctx context.Context, req *seatledgerv1
 		tz = "UTC"
 	}
 	if _, err := time.LoadLocation(tz); err != nil || strings.EqualFold(tz, "Local") || len(tz) > 64 {
-		return nil, invalidArgument("time_zone", "is not an IANA time zone name, e.g. Europe/Berlin")
+		return nil, invalidArgument("time_zone", fmt.Sprintf("%q is not an IANA time zone name, e.g. Europe/Berlin", tz))
 	}
 	for _, f := range []struct{ name, v string }{{"department", req.GetDepartment()}} {
 		if err := validateText(f.name, f.v); err != nil {
@@ -436,17 +436,17 @@ func priceToProto(p store.Price) *seatledgerv1.Price {
 // decimal amount.
 func validateMoney(field string, m *seatledgerv1.Money) error {
 	if !currencyPattern.MatchString(m.GetCurrencyCode()) {
-		return invalidArgument(field+".currency_code", "is not an ISO 4217 code in upper case, e.g. USD")
+		return invalidArgument(field+".currency_code", fmt.Sprintf("%q is not an ISO 4217 code in upper case, e.g. USD", m.GetCurrencyCode()))
 	}
 	if !decimalPattern.MatchString(m.GetAmount()) {
-		return invalidArgument(field+".amount", `is not a non-negative decimal such as "57.00" (no sign, exponent or separators)`)
+		return invalidArgument(field+".amount", fmt.Sprintf(`%q is not a non-negative decimal such as "57.00" (no sign, exponent or separators)`, m.GetAmount()))
 	}
 	return nil
 }
 
 func (s *chargebackService) SetPrice(ctx context.Context, req *seatledgerv1.SetPriceRequest) (*seatledgerv1.Price, error) {
 	if !guidPattern.MatchString(req.GetSkuId()) {
-		return nil, invalidArgument("sku_id", "is not a GUID")
+		return nil, notGUID("sku_id", req.GetSkuId())
 	}
 	if req.GetMonthlyUnitPrice() == nil {
 		return nil, invalidArgument("monthly_unit_price", "is required")

@@ -48,7 +48,7 @@ type restRoute struct {
 	queryNames []string
 	// snakeExample is a snake_case key of the route, for messages.
 	snakeExample string
-	pathFields []string // proto names of the fields bound to the path
+	pathFields   []string // proto names of the fields bound to the path
 	// body is "" (no body), "*" (the whole request, less the path
 	// fields) or the proto name of the one field the body fills.
 	body string
