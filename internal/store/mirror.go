@@ -451,4 +451,3 @@ func (s *Store) ListSubscriptions(ctx context.Context, p ListSubscriptionsParams
 	}
 	return list, nil
 }
-
