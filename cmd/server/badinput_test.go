@@ -226,6 +226,12 @@ func TestRun_BadInput(t *testing.T) {
 			[]string{"monthly_unit_price.amount", `"1e3"`, `"57.00"`}},
 		{"garbage page token", "GET", "/v1/assignments?pageToken=abc", "", 400, []string{"page_token", "next_page_token"}},
 		{"negative page size", "GET", "/v1/assignments?pageSize=-1", "", 400, []string{"page_size", "-1"}},
+		{"price of a SKU never carried", "PUT", "/v1/prices/0000aaaa-0000-4000-8000-000000000001",
+			`{"monthlyUnitPrice": {"currencyCode": "USD", "amount": "10.00"}, "validFrom": "2026-01-01"}`, 400,
+			[]string{"no allotment carries or ever carried SKU 0000aaaa-0000-4000-8000-000000000001", `"allowUnknownSku": true`}},
+		{"allowUnknownSku in the query", "PUT", "/v1/prices/0000aaaa-0000-4000-8000-000000000001?allowUnknownSku=true",
+			`{"monthlyUnitPrice": {"currencyCode": "USD", "amount": "10.00"}, "validFrom": "2026-01-01"}`, 400,
+			[]string{`"allowUnknownSku"`, "takes no query parameters"}},
 		{"wrong method", "POST", "/v1/allotments", "", 405, []string{"POST", "GET"}},
 		{"wrong method on a health endpoint", "POST", "/healthz", "", 405, []string{"GET"}},
 		{"no such route", "GET", "/v1/allotment", "", 404, []string{"/v1/allotment", "/openapi.json"}},
@@ -251,6 +257,29 @@ func TestRun_BadInput(t *testing.T) {
 		_, err = seatledgerv1.NewAllotmentServiceClient(svc.conn).ListAllotments(ctx, &seatledgerv1.ListAllotmentsRequest{SkuId: "E5"})
 		if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), `"E5" is not a GUID, e.g.`) {
 			t.Errorf("ListAllotments(sku E5) = %v, want INVALID_ARGUMENT with the value and an example", err)
+		}
+	})
+
+	t.Run("prices for unknown SKUs only on purpose", func(t *testing.T) {
+		price := `{"monthlyUnitPrice": {"currencyCode": "USD", "amount": "10.00"}, "validFrom": "2026-01-01"`
+		for _, tt := range []struct{ sku, extra string }{
+			{sim.Allotments()[0].SKUID, ""},
+			{strings.ToUpper(sim.Allotments()[0].SKUID), ""},
+			{"0000aaaa-0000-4000-8000-000000000002", `, "allowUnknownSku": true`},
+		} {
+			if resp, body := svc.do(t, http.MethodPut, "/v1/prices/"+tt.sku, price+tt.extra+"}", ""); resp.StatusCode != http.StatusOK {
+				t.Errorf("PUT /v1/prices/%s %s = %d %s, want 200", tt.sku, tt.extra, resp.StatusCode, body)
+			}
+		}
+		cb := seatledgerv1.NewChargebackServiceClient(svc.conn)
+		req := &seatledgerv1.SetPriceRequest{SkuId: "0000aaaa-0000-4000-8000-000000000003", ValidFrom: "2026-01-01",
+			MonthlyUnitPrice: &seatledgerv1.Money{CurrencyCode: "USD", Amount: "1.00"}}
+		if _, err := cb.SetPrice(context.Background(), req); status.Code(err) != codes.FailedPrecondition {
+			t.Errorf("SetPrice(never carried) = %v, want FAILED_PRECONDITION", err)
+		}
+		req.AllowUnknownSku = true
+		if _, err := cb.SetPrice(context.Background(), req); err != nil {
+			t.Errorf("SetPrice(never carried, allowed) = %v, want it set", err)
 		}
 	})
 

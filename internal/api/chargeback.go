@@ -16,6 +16,7 @@ import (
 	_ "time/tzdata" // time zones resolve on hosts without /usr/share/zoneinfo
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -471,6 +472,9 @@ func (s *chargebackService) SetPrice(ctx context.Context, req *seatledgerv1.SetP
 		}
 		p.MonthlyListUnitPrice = list.GetAmount()
 	}
+	if err := s.checkSKUKnown(ctx, req); err != nil {
+		return nil, err
+	}
 	if id, ok := auth.FromContext(ctx); ok {
 		p.UpdatedBy = id.Subject
 	}
@@ -481,6 +485,27 @@ func (s *chargebackService) SetPrice(ctx context.Context, req *seatledgerv1.SetP
 	s.log.InfoContext(ctx, "price set", "sku_id", got.SKUID, "valid_from", got.ValidFrom, "currency", got.Currency,
 		"amount", got.MonthlyUnitPrice, "caller", got.UpdatedBy)
 	return priceToProto(got), nil
+}
+
+// checkSKUKnown refuses a price for a SKU no allotment of the mirror has
+// ever carried (most likely a mistyped id, which would price nothing)
+// unless the request allows it.
+func (s *chargebackService) checkSKUKnown(ctx context.Context, req *seatledgerv1.SetPriceRequest) error {
+	if req.GetAllowUnknownSku() {
+		return nil
+	}
+	known, err := s.store.SKUEverCarried(ctx, req.GetSkuId())
+	if err != nil || known {
+		return err
+	}
+	st := status.New(codes.FailedPrecondition, fmt.Sprintf("no allotment carries or ever carried SKU %s, so the price "+
+		"would apply to nothing: check the id (GET /v1/allotments shows each allotment's skuId), or, to price a SKU "+
+		`before it is bought, send "allowUnknownSku": true (allow_unknown_sku over gRPC)`, req.GetSkuId()))
+	if d, err := st.WithDetails(&errdetails.PreconditionFailure{Violations: []*errdetails.PreconditionFailure_Violation{{
+		Type: "SKU", Subject: req.GetSkuId(), Description: "no allotment of the mirror carries this SKU"}}}); err == nil {
+		st = d
+	}
+	return st.Err()
 }
 
 func (s *chargebackService) ListPrices(ctx context.Context, req *seatledgerv1.ListPricesRequest) (*seatledgerv1.ListPricesResponse, error) {
