@@ -233,7 +233,7 @@ func TestRun_BadInput(t *testing.T) {
 			`{"monthlyUnitPrice": {"currencyCode": "USD", "amount": "10.00"}, "validFrom": "2026-01-01"}`, 400,
 			[]string{`"allowUnknownSku"`, "takes no query parameters"}},
 		{"wrong method", "POST", "/v1/allotments", "", 405, []string{"POST", "GET"}},
-		{"wrong method on a health endpoint", "POST", "/healthz", "", 405, []string{"GET"}},
+		{"wrong method on a health endpoint", "POST", "/healthz", "", 405, []string{"GET, HEAD"}},
 		{"no such route", "GET", "/v1/allotment", "", 404, []string{"/v1/allotment", "/openapi.json"}},
 	}
 	for _, tt := range tests {
@@ -280,6 +280,20 @@ func TestRun_BadInput(t *testing.T) {
 		req.AllowUnknownSku = true
 		if _, err := cb.SetPrice(context.Background(), req); err != nil {
 			t.Errorf("SetPrice(never carried, allowed) = %v, want it set", err)
+		}
+	})
+
+	t.Run("gRPC enum numbers the proto does not declare", func(t *testing.T) {
+		ctx := context.Background()
+		_, err := seatledgerv1.NewAllotmentServiceClient(svc.conn).GetAllotmentHistory(ctx,
+			&seatledgerv1.GetAllotmentHistoryRequest{Id: allotment, Granularity: 7})
+		if st := status.Convert(err); st.Code() != codes.InvalidArgument ||
+			!strings.Contains(st.Message(), "granularity: 7 is not a value of HistoryGranularity; use one of HISTORY_GRANULARITY_DAY (1)") {
+			t.Errorf("GetAllotmentHistory(granularity 7) = %v, want INVALID_ARGUMENT naming the field and the values", err)
+		}
+		_, err = seatledgerv1.NewSubscriptionServiceClient(svc.conn).ListSubscriptions(ctx, &seatledgerv1.ListSubscriptionsRequest{State: 42})
+		if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "state: 42 is not a value") {
+			t.Errorf("ListSubscriptions(state 42) = %v, want INVALID_ARGUMENT naming the field", err)
 		}
 	})
 

@@ -56,9 +56,13 @@ func NewGateway(ctx context.Context, conn grpc.ClientConnInterface, ready func(c
 	}
 	// The gateway's own endpoints are routes of the gateway too, so that
 	// another method on them is a 405 with Allow like on the API's routes.
+	// HEAD is served as GET (net/http drops the body), as it was when
+	// these were routes of net/http's mux.
 	handle := func(path string, h func(http.ResponseWriter, *http.Request)) {
-		if err == nil {
-			err = gw.HandlePath(http.MethodGet, path, func(w http.ResponseWriter, r *http.Request, _ map[string]string) { h(w, r) })
+		for _, method := range []string{http.MethodGet, http.MethodHead} {
+			if err == nil {
+				err = gw.HandlePath(method, path, func(w http.ResponseWriter, r *http.Request, _ map[string]string) { h(w, r) })
+			}
 		}
 	}
 	handle("/openapi.json", func(w http.ResponseWriter, _ *http.Request) {

@@ -17,9 +17,11 @@ import (
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
@@ -56,7 +58,8 @@ type restRoute struct {
 
 // extraRoutes are the gateway's own endpoints, which the OpenAPI document
 // does not list; they only matter for the Allow header.
-var extraRoutes = []string{"GET /openapi.json", "GET /healthz", "GET /readyz", "GET /metrics"}
+var extraRoutes = []string{"GET /openapi.json", "GET /healthz", "GET /readyz", "GET /metrics",
+	"HEAD /openapi.json", "HEAD /healthz", "HEAD /readyz", "HEAD /metrics"}
 
 // restRoutes are the routes of the served OpenAPI document.
 var restRoutes = mustRESTRoutes(openapiv2.JSON)
@@ -753,6 +756,61 @@ func checkJSONSingular(name string, v any, fd protoreflect.FieldDescriptor) erro
 		}
 	}
 	return nil
+}
+
+// checkEnums refuses a request holding an enum number its proto does not
+// declare (gRPC carries numbers; an unknown one would otherwise read as
+// some default), naming the field and the declared values.
+func checkEnums() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if m, ok := req.(proto.Message); ok {
+			if err := undeclaredEnum("", m.ProtoReflect()); err != nil {
+				return nil, err
+			}
+		}
+		return handler(ctx, req)
+	}
+}
+
+func undeclaredEnum(prefix string, m protoreflect.Message) error {
+	var err error
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		name := prefix + string(fd.Name())
+		switch {
+		case fd.IsMap():
+		case fd.Kind() == protoreflect.EnumKind && fd.IsList():
+			for i := range v.List().Len() {
+				if err = declaredEnum(fmt.Sprintf("%s[%d]", name, i), fd.Enum(), v.List().Get(i).Enum()); err != nil {
+					return false
+				}
+			}
+		case fd.Kind() == protoreflect.EnumKind:
+			err = declaredEnum(name, fd.Enum(), v.Enum())
+		case fd.Message() != nil && fd.IsList():
+			for i := range v.List().Len() {
+				if err = undeclaredEnum(fmt.Sprintf("%s[%d].", name, i), v.List().Get(i).Message()); err != nil {
+					return false
+				}
+			}
+		case fd.Message() != nil:
+			err = undeclaredEnum(name+".", v.Message())
+		}
+		return err == nil
+	})
+	return err
+}
+
+func declaredEnum(field string, ed protoreflect.EnumDescriptor, n protoreflect.EnumNumber) error {
+	if ed.Values().ByNumber(n) != nil {
+		return nil
+	}
+	var names []string
+	for i := range ed.Values().Len() {
+		if v := ed.Values().Get(i); v.Number() != 0 {
+			names = append(names, fmt.Sprintf("%s (%d)", v.Name(), v.Number()))
+		}
+	}
+	return invalidArgument(field, fmt.Sprintf("%d is not a value of %s; use one of %s", n, ed.Name(), strings.Join(names, ", ")))
 }
 
 // wrongJSON is the sentence for a body value of the wrong type.
