@@ -725,8 +725,13 @@ func checkJSONSingular(name string, v any, fd protoreflect.FieldDescriptor) erro
 		if isNumber {
 			txt = n.String()
 		}
-		if _, err := strconv.ParseInt(txt, 10, 64); (!isString && !isNumber) || err != nil {
-			return wrongJSON(name, v, "a whole number", ex)
+		bits := 64
+		switch fd.Kind() {
+		case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind, protoreflect.Uint32Kind, protoreflect.Fixed32Kind:
+			bits = 32
+		}
+		if _, err := strconv.ParseInt(txt, 10, bits); (!isString && !isNumber) || err != nil {
+			return wrongJSON(name, v, fmt.Sprintf("a whole number (of at most %d bits)", bits), ex)
 		}
 	case protoreflect.FloatKind, protoreflect.DoubleKind:
 		if !isNumber && !isString {
