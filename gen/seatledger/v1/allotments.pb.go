@@ -514,8 +514,8 @@ type GetAllotmentHistoryRequest struct {
 	To string `protobuf:"bytes,3,opt,name=to,proto3" json:"to,omitempty"`
 	// One point per day or per sync run; unspecified means per day.
 	Granularity HistoryGranularity `protobuf:"varint,4,opt,name=granularity,proto3,enum=seatledger.v1.HistoryGranularity" json:"granularity,omitempty"`
-	// Maximum number of points to return; 0 means the server default (1000).
-	// Larger values are lowered to the server maximum (10000).
+	// Maximum number of points to return; 0 means the server default (50).
+	// Larger values are lowered to the server maximum (1000).
 	PageSize int32 `protobuf:"varint,5,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// The next_page_token of a previous response, to continue. Other request
 	// fields must be unchanged between pages.
