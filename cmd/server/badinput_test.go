@@ -114,6 +114,11 @@ func TestRun_BadInput(t *testing.T) {
 	svc.runSync(t)
 	allotment := sim.Allotments()[0].ID
 	ops := openAPIOps(t, svc)
+	first, err := seatledgerv1.NewAssignmentServiceClient(svc.conn).ListAssignments(context.Background(), &seatledgerv1.ListAssignmentsRequest{PageSize: 1})
+	if err != nil || first.GetNextPageToken() == "" {
+		t.Fatalf("ListAssignments(page size 1) = %v, %v; want a next page", first, err)
+	}
+	firstToken := url.QueryEscape(first.GetNextPageToken())
 
 	t.Run("unknown query parameters on every route", func(t *testing.T) {
 		for _, op := range ops {
@@ -224,8 +229,10 @@ func TestRun_BadInput(t *testing.T) {
 		{"exponent in an amount", "PUT", "/v1/prices/6fd2c87f-b296-42f0-b197-1e91e994b900",
 			`{"monthlyUnitPrice": {"currencyCode": "USD", "amount": "1e3"}, "validFrom": "2026-01-01"}`, 400,
 			[]string{"monthly_unit_price.amount", `"1e3"`, `"57.00"`}},
-		{"garbage page token", "GET", "/v1/assignments?pageToken=abc", "", 400, []string{"page_token", "next_page_token"}},
-		{"negative page size", "GET", "/v1/assignments?pageSize=-1", "", 400, []string{"page_size", "-1"}},
+		{"garbage page token", "GET", "/v1/assignments?pageToken=abc", "", 400, []string{"page_token", `"abc" is not a page token`, "nextPageToken"}},
+		{"page token of other filters", "GET", "/v1/assignments?pageSize=1&department=Sales&pageToken=" + firstToken, "", 400,
+			[]string{"page_token", "other filters"}},
+		{"negative page size", "GET", "/v1/assignments?pageSize=-1", "", 400, []string{"page_size", "-1 is negative", "e.g. 50"}},
 		{"price of a SKU never carried", "PUT", "/v1/prices/0000aaaa-0000-4000-8000-000000000001",
 			`{"monthlyUnitPrice": {"currencyCode": "USD", "amount": "10.00"}, "validFrom": "2026-01-01"}`, 400,
 			[]string{"no allotment carries or ever carried SKU 0000aaaa-0000-4000-8000-000000000001", `"allowUnknownSku": true`}},

@@ -34,7 +34,7 @@ func (s *auditService) ListAuditEvents(ctx context.Context, req *seatledgerv1.Li
 		if after != "" {
 			id, err := strconv.ParseInt(after, 10, 64)
 			if err != nil || id <= 0 {
-				return nil, invalidArgument("page_token", "malformed page token; pass the next_page_token of a previous response unchanged")
+				return nil, badPageToken(req.GetPageToken())
 			}
 			p.BeforeID = id
 		}

@@ -531,7 +531,7 @@ func (s *chargebackService) ListPrices(ctx context.Context, req *seatledgerv1.Li
 	afterSKU, afterFrom, _ := strings.Cut(after, "/")
 	if afterFrom != "" {
 		if _, err := parseDay("page_token", afterFrom, false); err != nil {
-			return nil, invalidArgument("page_token", "malformed page token")
+			return nil, badPageToken(req.GetPageToken())
 		}
 	}
 	prices, err := s.store.ListPrices(ctx, store.ListPricesParams{

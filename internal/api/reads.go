@@ -223,7 +223,7 @@ func (s *allotmentService) GetAllotmentHistory(ctx context.Context, req *seatled
 		if after != "" {
 			t, err := time.Parse(time.RFC3339Nano, after)
 			if err != nil {
-				return nil, invalidArgument("page_token", "malformed page token; pass the next_page_token of a previous response unchanged")
+				return nil, badPageToken(req.GetPageToken())
 			}
 			afterT = t
 		}
