@@ -404,15 +404,15 @@ func TestRun_MirrorsConfiguredTenant(t *testing.T) {
 			wantCode codes.Code
 			wantMsg  string
 		}{
-			{"/v1/allotments/00000000-0000-0000-0000-000000000000", http.StatusNotFound, codes.NotFound, "not found"},
+			{"/v1/allotments/00000000-0000-0000-0000-000000000000", http.StatusNotFound, codes.NotFound, "in the mirror"},
 			{"/v1/allotments?pageToken=not-a-token", http.StatusBadRequest, codes.InvalidArgument, "page_token"},
 			{"/v1/allotments?pageSize=-1", http.StatusBadRequest, codes.InvalidArgument, "page_size"},
 			{"/v1/allotments?skuId=ENTERPRISEPACK", http.StatusBadRequest, codes.InvalidArgument, "sku_id"},
-			{"/v1/users/someone@contoso.example/license-status", http.StatusNotFound, codes.NotFound, "not found"},
+			{"/v1/users/someone@contoso.example/license-status", http.StatusNotFound, codes.NotFound, "in the mirror"},
 			{"/v1/assignments?asOf=yesterday", http.StatusBadRequest, codes.InvalidArgument, ""},
 			{"/v1/assignments?skuId=not-a-guid", http.StatusBadRequest, codes.InvalidArgument, "sku_id"},
 			{"/v1/allotments/" + want[0].GetId() + "/history?from=2026-13-01", http.StatusBadRequest, codes.InvalidArgument, "from"},
-			{"/v1/allotments/no-such-allotment/assignments", http.StatusNotFound, codes.NotFound, "not found"},
+			{"/v1/allotments/no-such-allotment/assignments", http.StatusNotFound, codes.NotFound, "in the mirror"},
 		}
 		for _, tt := range tests {
 			code, body := svc.get(t, tt.path)

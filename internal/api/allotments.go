@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"regexp"
 
@@ -30,7 +31,7 @@ func validateID(field, id string) error {
 	case id == "":
 		return invalidArgument(field, "must not be empty")
 	case !graphIDPattern.MatchString(id):
-		return invalidArgument(field, "is not a Graph object id (letters, digits, '.', '_' and '-', at most 128)")
+		return invalidArgument(field, fmt.Sprintf("%q is not a Graph object id (letters, digits, '.', '_' and '-', at most 128), e.g. 3b0c7e52-11d4-8a6f-02e9-6c5d8f1a4b70", id))
 	}
 	return nil
 }
@@ -38,7 +39,7 @@ func validateID(field, id string) error {
 // ListAllotments implements seatledger.v1.AllotmentService.ListAllotments.
 func (s *allotmentService) ListAllotments(ctx context.Context, req *seatledgerv1.ListAllotmentsRequest) (*seatledgerv1.ListAllotmentsResponse, error) {
 	if req.GetSkuId() != "" && !guidPattern.MatchString(req.GetSkuId()) {
-		return nil, invalidArgument("sku_id", "is not a GUID")
+		return nil, notGUID("sku_id", req.GetSkuId())
 	}
 	size, err := pageSize(req.GetPageSize())
 	if err != nil {

@@ -77,6 +77,7 @@ func New(d Deps) (*grpc.Server, *Local) {
 		unary = append(unary, auth.UnaryServerInterceptor(d.Auth, Policy, publicMethod, log), noteCaller())
 		stream = append(stream, auth.StreamServerInterceptor(d.Auth, Policy, publicMethod, log))
 	}
+	unary = append(unary, checkEnums()) // an enum number the proto does not declare is refused
 	var cache *readCache
 	if d.ReadCacheBytes > 0 && d.Store != nil {
 		// After access control: only allowed calls read from it.

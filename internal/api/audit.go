@@ -19,13 +19,13 @@ func (s *auditService) ListAuditEvents(ctx context.Context, req *seatledgerv1.Li
 	p := store.ListAuditEventsParams{Actor: req.GetActor(), Method: req.GetMethod(), Resource: req.GetResource()}
 	if ts := req.GetStartTime(); ts != nil {
 		if err := ts.CheckValid(); err != nil {
-			return nil, invalidArgument("start_time", "is not a valid time")
+			return nil, invalidArgument("start_time", "is not a valid time (between 0001-01-01 and 9999-12-31), e.g. 2026-12-04T00:00:00Z")
 		}
 		p.Start = ts.AsTime()
 	}
 	if ts := req.GetEndTime(); ts != nil {
 		if err := ts.CheckValid(); err != nil {
-			return nil, invalidArgument("end_time", "is not a valid time")
+			return nil, invalidArgument("end_time", "is not a valid time (between 0001-01-01 and 9999-12-31), e.g. 2026-12-04T00:00:00Z")
 		}
 		p.End = ts.AsTime()
 	}
@@ -34,7 +34,7 @@ func (s *auditService) ListAuditEvents(ctx context.Context, req *seatledgerv1.Li
 		if after != "" {
 			id, err := strconv.ParseInt(after, 10, 64)
 			if err != nil || id <= 0 {
-				return nil, invalidArgument("page_token", "malformed page token; pass the next_page_token of a previous response unchanged")
+				return nil, badPageToken(req.GetPageToken())
 			}
 			p.BeforeID = id
 		}

@@ -16,6 +16,7 @@ import (
 	_ "time/tzdata" // time zones resolve on hosts without /usr/share/zoneinfo
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -43,12 +44,12 @@ var (
 func parseDay(field, v string, required bool) (string, error) {
 	if v == "" {
 		if required {
-			return "", invalidArgument(field, "is required (YYYY-MM-DD)")
+			return "", invalidArgument(field, "is required: a date (YYYY-MM-DD), e.g. 2026-12-01")
 		}
 		return "", nil
 	}
 	if _, err := time.Parse(time.DateOnly, v); err != nil {
-		return "", invalidArgument(field, "is not a date (YYYY-MM-DD)")
+		return "", notDay(field, v)
 	}
 	return v, nil
 }
@@ -63,7 +64,7 @@ func (s *chargebackService) GetChargeback(ctx context.Context, req *seatledgerv1
 		return nil, err
 	}
 	if to < from {
-		return nil, invalidArgument("to", "is before from")
+		return nil, invalidArgument("to", fmt.Sprintf("%s is before from (%s); give to on or after from", to, from))
 	}
 	tz := req.GetTimeZone()
 	if tz == "" {
@@ -71,7 +72,7 @@ func (s *chargebackService) GetChargeback(ctx context.Context, req *seatledgerv1
 	}
 	loc, err := time.LoadLocation(tz)
 	if err != nil || strings.EqualFold(tz, "Local") || len(tz) > 64 {
-		return nil, invalidArgument("time_zone", "is not an IANA time zone name, e.g. Europe/Berlin")
+		return nil, invalidArgument("time_zone", fmt.Sprintf("%q is not an IANA time zone name, e.g. Europe/Berlin", tz))
 	}
 	// Days after today have not happened: a range starting after today is
 	// refused, one ending after it is cut at today and flagged (this month
@@ -86,7 +87,7 @@ func (s *chargebackService) GetChargeback(ctx context.Context, req *seatledgerv1
 		requestedTo, to = to, today
 	}
 	if f, _ := time.Parse(time.DateOnly, from); f.AddDate(2, 0, 0).Before(mustDay(to)) {
-		return nil, invalidArgument("to", "the range is longer than two years")
+		return nil, invalidArgument("to", fmt.Sprintf("the range %s to %s is longer than two years; ask for at most two years at a time, e.g. from=%s to=%s", from, to, from, f.AddDate(2, 0, -1).Format(time.DateOnly)))
 	}
 	for _, f := range []struct{ name, v string }{{"department", req.GetDepartment()}} {
 		if err := validateText(f.name, f.v); err != nil {
@@ -457,17 +458,17 @@ func priceToProto(p store.Price) *seatledgerv1.Price {
 // decimal amount.
 func validateMoney(field string, m *seatledgerv1.Money) error {
 	if !currencyPattern.MatchString(m.GetCurrencyCode()) {
-		return invalidArgument(field+".currency_code", "is not an ISO 4217 code in upper case, e.g. USD")
+		return invalidArgument(field+".currency_code", fmt.Sprintf("%q is not an ISO 4217 code in upper case, e.g. USD", m.GetCurrencyCode()))
 	}
 	if !decimalPattern.MatchString(m.GetAmount()) {
-		return invalidArgument(field+".amount", `is not a non-negative decimal such as "57.00" (no sign, exponent or separators)`)
+		return invalidArgument(field+".amount", fmt.Sprintf(`%q is not a non-negative decimal such as "57.00" (no sign, exponent or separators)`, m.GetAmount()))
 	}
 	return nil
 }
 
 func (s *chargebackService) SetPrice(ctx context.Context, req *seatledgerv1.SetPriceRequest) (*seatledgerv1.Price, error) {
 	if !guidPattern.MatchString(req.GetSkuId()) {
-		return nil, invalidArgument("sku_id", "is not a GUID")
+		return nil, notGUID("sku_id", req.GetSkuId())
 	}
 	if req.GetMonthlyUnitPrice() == nil {
 		return nil, invalidArgument("monthly_unit_price", "is required")
@@ -492,6 +493,9 @@ func (s *chargebackService) SetPrice(ctx context.Context, req *seatledgerv1.SetP
 		}
 		p.MonthlyListUnitPrice = list.GetAmount()
 	}
+	if err := s.checkSKUKnown(ctx, req); err != nil {
+		return nil, err
+	}
 	if id, ok := auth.FromContext(ctx); ok {
 		p.UpdatedBy = id.Subject
 	}
@@ -502,6 +506,27 @@ func (s *chargebackService) SetPrice(ctx context.Context, req *seatledgerv1.SetP
 	s.log.InfoContext(ctx, "price set", "sku_id", got.SKUID, "valid_from", got.ValidFrom, "currency", got.Currency,
 		"amount", got.MonthlyUnitPrice, "caller", got.UpdatedBy)
 	return priceToProto(got), nil
+}
+
+// checkSKUKnown refuses a price for a SKU no allotment of the mirror has
+// ever carried (most likely a mistyped id, which would price nothing)
+// unless the request allows it.
+func (s *chargebackService) checkSKUKnown(ctx context.Context, req *seatledgerv1.SetPriceRequest) error {
+	if req.GetAllowUnknownSku() {
+		return nil
+	}
+	known, err := s.store.SKUEverCarried(ctx, req.GetSkuId())
+	if err != nil || known {
+		return err
+	}
+	st := status.New(codes.FailedPrecondition, fmt.Sprintf("no allotment carries or ever carried SKU %s, so the price "+
+		"would apply to nothing: check the id (GET /v1/allotments shows each allotment's skuId), or, to price a SKU "+
+		`before it is bought, send "allowUnknownSku": true (allow_unknown_sku over gRPC)`, req.GetSkuId()))
+	if d, err := st.WithDetails(&errdetails.PreconditionFailure{Violations: []*errdetails.PreconditionFailure_Violation{{
+		Type: "SKU", Subject: req.GetSkuId(), Description: "no allotment of the mirror carries this SKU"}}}); err == nil {
+		st = d
+	}
+	return st.Err()
 }
 
 func (s *chargebackService) ListPrices(ctx context.Context, req *seatledgerv1.ListPricesRequest) (*seatledgerv1.ListPricesResponse, error) {
@@ -527,7 +552,7 @@ func (s *chargebackService) ListPrices(ctx context.Context, req *seatledgerv1.Li
 	afterSKU, afterFrom, _ := strings.Cut(after, "/")
 	if afterFrom != "" {
 		if _, err := parseDay("page_token", afterFrom, false); err != nil {
-			return nil, invalidArgument("page_token", "malformed page token")
+			return nil, badPageToken(req.GetPageToken())
 		}
 	}
 	prices, err := s.store.ListPrices(ctx, store.ListPricesParams{

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -26,9 +27,13 @@ func toStatus(ctx context.Context, log *slog.Logger, method string, err error) e
 		return err // already a status (validation helpers build them)
 	}
 	var gerr *graph.Error
+	var nf *store.NotFoundError
 	switch {
+	case errors.As(err, &nf):
+		return mirrorNotFound(nf)
 	case errors.Is(err, store.ErrNotFound):
-		return status.Error(codes.NotFound, err.Error())
+		log.WarnContext(ctx, "not found without a kind", "method", method, "err", err)
+		return status.Error(codes.NotFound, "the object is not in the mirror")
 	case errors.Is(err, store.ErrConflict):
 		// The wrapped text may quote Postgres; keep it in the log only.
 		log.WarnContext(ctx, "conflict", "method", method, "err", err)
@@ -48,6 +53,37 @@ func toStatus(ctx context.Context, log *slog.Logger, method string, err error) e
 	}
 	log.ErrorContext(ctx, "internal error", "method", method, "err", err)
 	return status.Error(codes.Internal, "internal error")
+}
+
+// notFoundHints say, per kind of object, how a caller finds the right key.
+var notFoundHints = map[string]string{
+	"allotment":  "GET /v1/allotments lists the allotment ids, e.g. 3b0c7e52-11d4-8a6f-02e9-6c5d8f1a4b70",
+	"assignment": "GET /v1/assignments lists the assignment ids",
+	"user":       "give a user id (a GUID) or user principal name, e.g. ada.lindqvist@contoso.example",
+}
+
+// mirrorNotFound says in the caller's terms which object the mirror does
+// not hold, and how to find one it does.
+func mirrorNotFound(nf *store.NotFoundError) error {
+	msg := fmt.Sprintf("no %s %q in the mirror", nf.Kind, nf.Key)
+	if !nf.AsOf.IsZero() {
+		msg += " as of " + nf.AsOf.UTC().Format(time.RFC3339)
+	}
+	msg += " (it follows Microsoft Graph at each sync, see GET /v1/sync/runs)"
+	if h := notFoundHints[nf.Kind]; h != "" {
+		msg += "; " + h
+	}
+	return notFoundStatus(nf.Kind, nf.Key, msg)
+}
+
+// notGUID refuses a field that must be a GUID.
+func notGUID(field, v string) error {
+	return invalidArgument(field, fmt.Sprintf("%q is not a GUID, e.g. 6fd2c87f-b296-42f0-b197-1e91e994b900", v))
+}
+
+// notDay refuses a field that must be a day.
+func notDay(field, v string) error {
+	return invalidArgument(field, fmt.Sprintf("%q is not a date (YYYY-MM-DD), e.g. 2026-12-01", v))
 }
 
 // invalidArgument reports a bad request field the way Google APIs do: the

@@ -32,9 +32,13 @@ const maxBodyBytes = 1 << 20
 // metrics, when not nil, writes the Prometheus text exposition served at
 // GET /metrics, which, like the health endpoints, needs no token.
 func NewGateway(ctx context.Context, conn grpc.ClientConnInterface, ready func(context.Context) error, metrics func(io.Writer)) (http.Handler, error) {
-	gw := runtime.NewServeMux(runtime.WithIncomingHeaderMatcher(forwardHeader),
+	var gw *runtime.ServeMux
+	gw = runtime.NewServeMux(runtime.WithIncomingHeaderMatcher(forwardHeader),
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, newMemoJSON()), // JSON, large answers remembered; see jsonmemo.go
-		runtime.WithMarshalerOption(csvMIME, newChargebackMarshaler()))   // chargeback files; see chargeback.go
+		runtime.WithMarshalerOption(csvMIME, newChargebackMarshaler()),   // chargeback files; see chargeback.go
+		runtime.WithMiddlewares(checkInput(&gw)),                         // bad query strings and bodies; see restinput.go
+		runtime.WithRoutingErrorHandler(routingError))                    // 405 with Allow, 404 naming the route
+	var err error
 	for _, err := range []error{
 		seatledgerv1.RegisterSubscriptionServiceHandlerClient(ctx, gw, seatledgerv1.NewSubscriptionServiceClient(conn)),
 		seatledgerv1.RegisterAllotmentServiceHandlerClient(ctx, gw, seatledgerv1.NewAllotmentServiceClient(conn)),
@@ -50,15 +54,25 @@ func NewGateway(ctx context.Context, conn grpc.ClientConnInterface, ready func(c
 			return nil, fmt.Errorf("gateway: register: %w", err)
 		}
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+	// The gateway's own endpoints are routes of the gateway too, so that
+	// another method on them is a 405 with Allow like on the API's routes.
+	// HEAD is served as GET (net/http drops the body), as it was when
+	// these were routes of net/http's mux.
+	handle := func(path string, h func(http.ResponseWriter, *http.Request)) {
+		for _, method := range []string{http.MethodGet, http.MethodHead} {
+			if err == nil {
+				err = gw.HandlePath(method, path, func(w http.ResponseWriter, r *http.Request, _ map[string]string) { h(w, r) })
+			}
+		}
+	}
+	handle("/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(openapiv2.JSON)
 	})
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+	handle("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+	handle("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 		defer cancel()
 		if err := ready(ctx); err != nil {
@@ -67,13 +81,17 @@ func NewGateway(ctx context.Context, conn grpc.ClientConnInterface, ready func(c
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
-	mux.Handle("GET /v1/chargeback", chargebackQuery(gw)) // CSV and short forms; see chargeback.go
 	if metrics != nil {
-		mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
+		handle("/metrics", func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 			metrics(w)
 		})
 	}
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /v1/chargeback", chargebackQuery(gw)) // CSV and short forms; see chargeback.go
 	mux.Handle("/", gw)
 	return limitBodies(mux, maxBodyBytes), nil
 }

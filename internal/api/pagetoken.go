@@ -48,18 +48,29 @@ func decodePageToken(tok, filter string) (string, error) {
 	}
 	switch {
 	case err != nil || pt.V != pageTokenVersion || pt.After == "":
-		return "", invalidArgument("page_token", "malformed page token; pass the next_page_token of a previous response unchanged")
+		return "", badPageToken(tok)
 	case pt.Filter != filter:
-		return "", invalidArgument("page_token", "page token belongs to a request with other filters")
+		return "", invalidArgument("page_token", "the page token belongs to a request with other filters; "+
+			"repeat the first request's filters unchanged with its next page token, or leave page_token empty to start over")
 	}
 	return pt.After, nil
+}
+
+// badPageToken refuses a page token this list did not hand out.
+func badPageToken(tok string) error {
+	if len(tok) > 40 {
+		tok = tok[:40] + "…"
+	}
+	return invalidArgument("page_token", fmt.Sprintf("%q is not a page token of this list; pass the next_page_token "+
+		"(nextPageToken) of the previous page unchanged, or leave it empty for the first page", tok))
 }
 
 // pageSize validates and normalizes a request's page_size.
 func pageSize(n int32) (int, error) {
 	switch {
 	case n < 0:
-		return 0, invalidArgument("page_size", fmt.Sprintf("must not be negative, got %d", n))
+		return 0, invalidArgument("page_size", fmt.Sprintf("%d is negative; give a size from 1 to %d, e.g. %d, or 0 for %d",
+			n, maxPageSize, defaultPageSize, defaultPageSize))
 	case n == 0:
 		return defaultPageSize, nil
 	case n > maxPageSize:

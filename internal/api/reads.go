@@ -40,7 +40,7 @@ func validateOptionalID(field, id string) error {
 
 func validateOptionalGUID(field, id string) error {
 	if id != "" && !guidPattern.MatchString(id) {
-		return invalidArgument(field, "is not a GUID")
+		return notGUID(field, id)
 	}
 	return nil
 }
@@ -51,7 +51,7 @@ func asOf(ts *timestamppb.Timestamp) (time.Time, error) {
 		return time.Time{}, nil
 	}
 	if err := ts.CheckValid(); err != nil {
-		return time.Time{}, invalidArgument("as_of", "is not a valid time")
+		return time.Time{}, invalidArgument("as_of", "is not a valid time (between 0001-01-01 and 9999-12-31), e.g. 2026-12-04T00:00:00Z")
 	}
 	return ts.AsTime(), nil
 }
@@ -194,7 +194,7 @@ func (s *allotmentService) GetAllotmentHistory(ctx context.Context, req *seatled
 	if req.GetTo() != "" {
 		d, err := time.Parse(time.DateOnly, req.GetTo())
 		if err != nil {
-			return nil, invalidArgument("to", "is not a date (YYYY-MM-DD)")
+			return nil, notDay("to", req.GetTo())
 		}
 		to = d
 	}
@@ -202,12 +202,12 @@ func (s *allotmentService) GetAllotmentHistory(ctx context.Context, req *seatled
 	if req.GetFrom() != "" {
 		d, err := time.Parse(time.DateOnly, req.GetFrom())
 		if err != nil {
-			return nil, invalidArgument("from", "is not a date (YYYY-MM-DD)")
+			return nil, notDay("from", req.GetFrom())
 		}
 		from = d
 	}
 	if from.After(to) {
-		return nil, invalidArgument("from", "is after to")
+		return nil, invalidArgument("from", fmt.Sprintf("%s is after to (%s); give from on or before to", from.Format(time.DateOnly), to.Format(time.DateOnly)))
 	}
 	if to.Sub(from) > 3*366*24*time.Hour {
 		return nil, invalidArgument("from", "the range is longer than three years; ask for it in parts")
@@ -223,7 +223,7 @@ func (s *allotmentService) GetAllotmentHistory(ctx context.Context, req *seatled
 		if after != "" {
 			t, err := time.Parse(time.RFC3339Nano, after)
 			if err != nil {
-				return nil, invalidArgument("page_token", "malformed page token; pass the next_page_token of a previous response unchanged")
+				return nil, badPageToken(req.GetPageToken())
 			}
 			afterT = t
 		}
@@ -310,7 +310,7 @@ func (s *waitingMemberService) ListWaitingMembers(ctx context.Context, req *seat
 	var minAge time.Duration
 	if d := req.GetMinWaitAge(); d != nil {
 		if err := d.CheckValid(); err != nil || d.AsDuration() < 0 {
-			return nil, invalidArgument("min_wait_age", "is not a non-negative duration")
+			return nil, invalidArgument("min_wait_age", fmt.Sprintf("%s is not a non-negative duration, e.g. 86400s for one day", d.AsDuration()))
 		}
 		minAge = d.AsDuration()
 	}

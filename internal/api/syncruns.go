@@ -40,7 +40,7 @@ func (s *syncService) ListSyncRuns(ctx context.Context, req *seatledgerv1.ListSy
 	var beforeID int64
 	if after != "" {
 		if beforeID, err = strconv.ParseInt(after, 10, 64); err != nil || beforeID <= 0 {
-			return nil, invalidArgument("page_token", "malformed page token; pass the next_page_token of a previous response unchanged")
+			return nil, badPageToken(req.GetPageToken())
 		}
 	}
 	runs, err := s.store.ListSyncRuns(ctx, size+1, beforeID)

@@ -421,12 +421,12 @@ func (s *assignmentService) resolveAssignee(ctx context.Context, req *seatledger
 		return assignee{field: "user", id: u.ID, kind: store.KindUser, user: &u}, nil
 	case *seatledgerv1.CreateAssignmentRequest_GroupId:
 		if !guidPattern.MatchString(v.GroupId) {
-			return assignee{}, invalidArgument("group_id", "is not a GUID")
+			return assignee{}, notGUID("group_id", v.GroupId)
 		}
 		return assignee{field: "group_id", id: strings.ToLower(v.GroupId), kind: store.KindGroup}, nil
 	case *seatledgerv1.CreateAssignmentRequest_DeviceId:
 		if !guidPattern.MatchString(v.DeviceId) {
-			return assignee{}, invalidArgument("device_id", "is not a GUID")
+			return assignee{}, notGUID("device_id", v.DeviceId)
 		}
 		return assignee{field: "device_id", id: strings.ToLower(v.DeviceId), kind: store.KindDevice}, nil
 	}
@@ -519,7 +519,7 @@ func (s *assignmentService) candidates(ctx context.Context, req *seatledgerv1.Cr
 		return []store.Allotment{a}, nil
 	case *seatledgerv1.CreateAssignmentRequest_SkuId:
 		if !guidPattern.MatchString(src.SkuId) {
-			return nil, invalidArgument("sku_id", "is not a GUID")
+			return nil, notGUID("sku_id", src.SkuId)
 		}
 		list, err := s.store.ListAllotments(ctx, store.ListAllotmentsParams{PageSize: maxPageSize, SKUID: strings.ToLower(src.SkuId)})
 		if err != nil {
@@ -557,7 +557,7 @@ func (s *assignmentService) plan(ctx context.Context, req *seatledgerv1.CreateAs
 	for i, p := range req.GetDisabledServicePlanIds() {
 		field := fmt.Sprintf("disabled_service_plan_ids[%d]", i)
 		if !guidPattern.MatchString(p) {
-			return plannedCreate{}, invalidArgument(field, "is not a GUID")
+			return plannedCreate{}, notGUID(field, p)
 		}
 		if !slices.ContainsFunc(usable[0].Services, func(sv store.Service) bool { return strings.EqualFold(sv.PlanID, p) }) {
 			var ids []string
@@ -1038,7 +1038,7 @@ func (s *assignmentService) updateAssignment(ctx context.Context, req *seatledge
 	for i, p := range plans {
 		field := fmt.Sprintf("assignment.disabled_service_plan_ids[%d]", i)
 		if !guidPattern.MatchString(p) {
-			return nil, invalidArgument(field, "is not a GUID")
+			return nil, notGUID(field, p)
 		}
 		if al.ID != "" && !slices.ContainsFunc(al.Services, func(sv store.Service) bool { return strings.EqualFold(sv.PlanID, p) }) {
 			return nil, invalidArgument(field, fmt.Sprintf("service plan %s is not a service of allotment %s (%s)", p, al.ID, al.SKUPartNumber))

@@ -444,7 +444,7 @@ func (s *Store) GetAllotment(ctx context.Context, id string) (Allotment, error) 
 	a, err := pgx.CollectExactlyOneRow(rows, scanAllotment)
 	switch err := translate(err); {
 	case errors.Is(err, ErrNotFound):
-		return Allotment{}, fmt.Errorf("allotment %q: %w", id, err)
+		return Allotment{}, &NotFoundError{Kind: "allotment", Key: id}
 	case err != nil:
 		return Allotment{}, fmt.Errorf("get allotment %q: %w", id, err)
 	}
@@ -464,7 +464,7 @@ func (s *Store) AllotmentAsOf(ctx context.Context, id string, at time.Time) (All
 	a, err := pgx.CollectExactlyOneRow(rows, scanAllotment)
 	switch err := translate(err); {
 	case errors.Is(err, ErrNotFound):
-		return Allotment{}, fmt.Errorf("allotment %q as of %s: %w", id, at.UTC().Format(time.RFC3339Nano), err)
+		return Allotment{}, &NotFoundError{Kind: "allotment", Key: id, AsOf: at}
 	case err != nil:
 		return Allotment{}, fmt.Errorf("get allotment %q as of %s: %w", id, at.UTC().Format(time.RFC3339Nano), err)
 	}

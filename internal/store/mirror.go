@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -191,7 +190,7 @@ func (s *Store) GetAssignment(ctx context.Context, id string, asOf time.Time) (A
 	case err != nil:
 		return Assignment{}, fmt.Errorf("get assignment %q: %w", id, err)
 	case len(list) == 0:
-		return Assignment{}, fmt.Errorf("assignment %q: %w", id, ErrNotFound)
+		return Assignment{}, &NotFoundError{Kind: "assignment", Key: id, AsOf: asOf}
 	}
 	return list[0], nil
 }
@@ -459,13 +458,4 @@ func (s *Store) ListSubscriptions(ctx context.Context, p ListSubscriptionsParams
 		return nil, fmt.Errorf("list subscriptions: %w", translate(err))
 	}
 	return list, nil
-}
-
-// notFound wraps ErrNotFound with what was looked for, passing other
-// errors through.
-func notFound(err error, what string) error {
-	if errors.Is(err, ErrNotFound) {
-		return fmt.Errorf("%s: %w", what, ErrNotFound)
-	}
-	return err
 }

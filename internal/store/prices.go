@@ -108,6 +108,17 @@ func (s *Store) SetPrice(ctx context.Context, p Price) (Price, error) {
 	return got, nil
 }
 
+// SKUEverCarried reports whether any allotment the mirror holds, now or
+// in its history, carries the SKU skuID (compared case-insensitively).
+func (s *Store) SKUEverCarried(ctx context.Context, skuID string) (bool, error) {
+	const q = `SELECT EXISTS (SELECT 1 FROM allotment_versions WHERE lower(sku_id) = lower($1))`
+	var ok bool
+	if err := s.pool.QueryRow(ctx, q, skuID).Scan(&ok); err != nil {
+		return false, fmt.Errorf("look up sku %q: %w", skuID, translate(err))
+	}
+	return ok, nil
+}
+
 // ListPricesParams selects a page of prices.
 type ListPricesParams struct {
 	// SKUID keeps only this SKU's prices when set.

@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -77,6 +78,25 @@ func TestStore_SetPriceRejects(t *testing.T) {
 	} {
 		if _, err := st.SetPrice(t.Context(), p); err == nil {
 			t.Errorf("SetPrice(%+v) = nil error, want one", p)
+		}
+	}
+}
+
+// TestStore_SKUEverCarried: a SKU counts as known while an allotment
+// carries it and after that allotment is gone; one never seen does not.
+func TestStore_SKUEverCarried(t *testing.T) {
+	t.Parallel()
+	st, _ := newStore(t)
+	ctx := t.Context()
+	apply(t, st, t0, allotment("a1", skuTeams, 84), allotment("b2", skuE5, 10))
+	apply(t, st, t1, allotment("a1", skuTeams, 84)) // b2, the only E5 allotment, is gone
+	for _, tt := range []struct {
+		sku  string
+		want bool
+	}{{skuTeams, true}, {strings.ToUpper(skuTeams), true}, {skuE5, true}, {skuE3, false}} {
+		got, err := st.SKUEverCarried(ctx, tt.sku)
+		if err != nil || got != tt.want {
+			t.Errorf("SKUEverCarried(%s) = %v, %v; want %v", tt.sku, got, err, tt.want)
 		}
 	}
 }

@@ -38,6 +38,24 @@ var (
 	ErrConflict = errors.New("conflict")
 )
 
+// NotFoundError says which object the mirror does not hold: Kind is
+// "allotment", "assignment" or "user", Key what the caller looked it up by,
+// AsOf the time asked about (zero for now). It matches ErrNotFound.
+type NotFoundError struct {
+	Kind, Key string
+	AsOf      time.Time
+}
+
+func (e *NotFoundError) Error() string {
+	if !e.AsOf.IsZero() {
+		return fmt.Sprintf("%s %q as of %s: not found", e.Kind, e.Key, e.AsOf.UTC().Format(time.RFC3339Nano))
+	}
+	return fmt.Sprintf("%s %q: not found", e.Kind, e.Key)
+}
+
+// Unwrap makes errors.Is(err, ErrNotFound) hold.
+func (e *NotFoundError) Unwrap() error { return ErrNotFound }
+
 // Store is a handle on the seatledger database, safe for concurrent use.
 type Store struct {
 	pool    *pgxpool.Pool

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -59,7 +60,10 @@ func (s *Store) GetUser(ctx context.Context, idOrUPN string, asOf time.Time) (Us
 	rows, _ := s.pool.Query(ctx, q, b.args...)
 	u, err := pgx.CollectExactlyOneRow(rows, scanUser)
 	if err != nil {
-		return User{}, fmt.Errorf("get user %q: %w", idOrUPN, notFound(translate(err), "user"))
+		if err := translate(err); !errors.Is(err, ErrNotFound) {
+			return User{}, fmt.Errorf("get user %q: %w", idOrUPN, err)
+		}
+		return User{}, &NotFoundError{Kind: "user", Key: idOrUPN, AsOf: asOf}
 	}
 	return u, nil
 }

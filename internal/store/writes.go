@@ -428,7 +428,10 @@ func writeAllotmentCounts(ctx context.Context, tx pgx.Tx, id string, allotted, c
 		same  bool
 	)
 	if err := tx.QueryRow(ctx, read, id, allotted, consumed, raw).Scan(&since, &same); err != nil {
-		return fmt.Errorf("read allotment: %w", notFound(translate(err), "allotment "+id))
+		if err := translate(err); !errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("read allotment: %w", err)
+		}
+		return &NotFoundError{Kind: "allotment", Key: id}
 	}
 	if same {
 		return nil

@@ -84,7 +84,7 @@ func (HistoryGranularity) EnumDescriptor() ([]byte, []int) {
 type ListAllotmentsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Maximum number of allotments to return; 0 means the server default
-	// (100). Larger values are lowered to the server maximum (1000).
+	// (50). Larger values are lowered to the server maximum (1000).
 	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// The next_page_token of a previous response, to continue listing. Other
 	// request fields must be unchanged between pages.
@@ -254,7 +254,7 @@ type ListAllotmentAssignmentsRequest struct {
 	// Allotment id.
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// Maximum number of assignments to return; 0 means the server default
-	// (100). Larger values are lowered to the server maximum (1000).
+	// (50). Larger values are lowered to the server maximum (1000).
 	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// The next_page_token of a previous response, to continue listing. Other
 	// request fields must be unchanged between pages.
@@ -387,7 +387,7 @@ type ListAllotmentWaitingMembersRequest struct {
 	// Allotment id.
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// Maximum number of waiting members to return; 0 means the server default
-	// (100). Larger values are lowered to the server maximum (1000).
+	// (50). Larger values are lowered to the server maximum (1000).
 	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// The next_page_token of a previous response, to continue listing.
 	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
@@ -514,8 +514,8 @@ type GetAllotmentHistoryRequest struct {
 	To string `protobuf:"bytes,3,opt,name=to,proto3" json:"to,omitempty"`
 	// One point per day or per sync run; unspecified means per day.
 	Granularity HistoryGranularity `protobuf:"varint,4,opt,name=granularity,proto3,enum=seatledger.v1.HistoryGranularity" json:"granularity,omitempty"`
-	// Maximum number of points to return; 0 means the server default (1000).
-	// Larger values are lowered to the server maximum (10000).
+	// Maximum number of points to return; 0 means the server default (50).
+	// Larger values are lowered to the server maximum (1000).
 	PageSize int32 `protobuf:"varint,5,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// The next_page_token of a previous response, to continue. Other request
 	// fields must be unchanged between pages.

@@ -28,7 +28,7 @@ const (
 // combine with AND.
 type ListAssignmentErrorsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Maximum number of errors to return; 0 means the server default (100).
+	// Maximum number of errors to return; 0 means the server default (50).
 	// Larger values are lowered to the server maximum (1000).
 	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// The next_page_token of a previous response, to continue listing. Other

@@ -99,7 +99,7 @@ func (AllotmentChoiceReason) EnumDescriptor() ([]byte, []int) {
 type ListAssignmentsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Maximum number of assignments to return; 0 means the server default
-	// (100). Larger values are lowered to the server maximum (1000).
+	// (50). Larger values are lowered to the server maximum (1000).
 	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// The next_page_token of a previous response, to continue listing. Other
 	// request fields must be unchanged between pages.

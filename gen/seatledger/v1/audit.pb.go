@@ -167,7 +167,7 @@ func (x *AuditEvent) GetDetails() map[string]string {
 // ListAuditEventsRequest selects a page of audit events.
 type ListAuditEventsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Maximum number of events to return; 0 means the server default (100).
+	// Maximum number of events to return; 0 means the server default (50).
 	// Larger values are lowered to the server maximum (1000).
 	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// The next_page_token of a previous response, to continue listing. Other

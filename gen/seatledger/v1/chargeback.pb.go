@@ -691,7 +691,7 @@ func (x *ChargebackReport) GetHistoryStartTime() *timestamppb.Timestamp {
 // ListPricesRequest selects a page of prices.
 type ListPricesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Maximum number of prices to return; 0 means the server default (100).
+	// Maximum number of prices to return; 0 means the server default (50).
 	// Larger values are lowered to the server maximum (1000).
 	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// The next_page_token of a previous response, to continue listing. Other
@@ -966,8 +966,12 @@ type SetPriceRequest struct {
 	// Public list price, when it differs from monthly_unit_price; must be in
 	// the same currency.
 	MonthlyListUnitPrice *Money `protobuf:"bytes,4,opt,name=monthly_list_unit_price,json=monthlyListUnitPrice,proto3" json:"monthly_list_unit_price,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// A price for a SKU that no allotment of the mirror carries now or ever
+	// did is refused (FAILED_PRECONDITION), as it is most likely a mistyped
+	// id; true sets it anyway, for a SKU about to be bought.
+	AllowUnknownSku bool `protobuf:"varint,5,opt,name=allow_unknown_sku,json=allowUnknownSku,proto3" json:"allow_unknown_sku,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *SetPriceRequest) Reset() {
@@ -1026,6 +1030,13 @@ func (x *SetPriceRequest) GetMonthlyListUnitPrice() *Money {
 		return x.MonthlyListUnitPrice
 	}
 	return nil
+}
+
+func (x *SetPriceRequest) GetAllowUnknownSku() bool {
+	if x != nil {
+		return x.AllowUnknownSku
+	}
+	return false
 }
 
 var File_seatledger_v1_chargeback_proto protoreflect.FileDescriptor
@@ -1093,13 +1104,14 @@ const file_seatledger_v1_chargeback_proto_rawDesc = "" +
 	"\vupdate_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x12\x1d\n" +
 	"\n" +
-	"updated_by\x18\t \x01(\tR\tupdatedBy\"\xd9\x01\n" +
+	"updated_by\x18\t \x01(\tR\tupdatedBy\"\x85\x02\n" +
 	"\x0fSetPriceRequest\x12\x16\n" +
 	"\x06sku_id\x18\x01 \x01(\tR\x06sku_id\x12B\n" +
 	"\x12monthly_unit_price\x18\x02 \x01(\v2\x14.seatledger.v1.MoneyR\x10monthlyUnitPrice\x12\x1d\n" +
 	"\n" +
 	"valid_from\x18\x03 \x01(\tR\tvalidFrom\x12K\n" +
-	"\x17monthly_list_unit_price\x18\x04 \x01(\v2\x14.seatledger.v1.MoneyR\x14monthlyListUnitPrice*\x9c\x01\n" +
+	"\x17monthly_list_unit_price\x18\x04 \x01(\v2\x14.seatledger.v1.MoneyR\x14monthlyListUnitPrice\x12*\n" +
+	"\x11allow_unknown_sku\x18\x05 \x01(\bR\x0fallowUnknownSku*\x9c\x01\n" +
 	"\x11ChargebackGroupBy\x12#\n" +
 	"\x1fCHARGEBACK_GROUP_BY_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eCHARGEBACK_GROUP_BY_DEPARTMENT\x10\x01\x12!\n" +

@@ -349,7 +349,7 @@ func (x *SyncRun) GetBytesReceived() int64 {
 // ListSyncRunsRequest selects a page of sync runs.
 type ListSyncRunsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Maximum number of runs to return; 0 means the server default (100).
+	// Maximum number of runs to return; 0 means the server default (50).
 	// Larger values are lowered to the server maximum (1000).
 	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// The next_page_token of a previous response, to continue listing.
