@@ -1,4 +1,5 @@
--- Sync runs asked of any replica, and who leads the sync.
+-- Sync runs asked of any replica, who leads the sync, and the audit log's
+-- actor names.
 --
 -- POST /v1/sync:run may reach a replica that does not hold the sync
 -- leader lock. That replica writes a sync_requests row (and notifies
@@ -8,6 +9,10 @@
 -- process took a leader lock (host, pid, instance and its backend pid),
 -- so that a request nobody took can name the leader it waited for.
 -- See internal/store/syncrequests.go.
+--
+-- audit_events.actor_name is the caller's name as its token gives it (the
+-- tokens file's name, the JWT's display name or its azp/appid), beside
+-- actor, the stable id ("sub").
 
 -- +goose Up
 CREATE TABLE sync_leaders (
@@ -37,6 +42,9 @@ CREATE TABLE sync_requests (
 -- The leader's look for work: open, unclaimed requests.
 CREATE INDEX sync_requests_open ON sync_requests (id) WHERE claimed_at IS NULL AND finished_at IS NULL;
 
+ALTER TABLE audit_events ADD COLUMN actor_name text NOT NULL DEFAULT '';
+
 -- +goose Down
+ALTER TABLE audit_events DROP COLUMN actor_name;
 DROP TABLE sync_requests;
 DROP TABLE sync_leaders;
