@@ -53,11 +53,12 @@ func TestSyncer_RunNowOnAFollowerWithAStuckLeader(t *testing.T) {
 }
 
 // TestSyncer_RunNowOnAFollowerIsRunByTheLeader: two replicas in one
-// database; the follower's RunNow is run by the leading one's loop, with
-// force, and answered with its record.
+// database; the follower's RunNow is run by the leading one's loop and
+// answered with its record; a run the mass-deletion guard holds is
+// answered with its record too, and force travels with the request.
 func TestSyncer_RunNowOnAFollowerIsRunByTheLeader(t *testing.T) {
 	t.Parallel()
-	_, info := startSim(t, nil)
+	sim, info := startSim(t, nil)
 	st := storetest.New(t)
 	leader := New(newClient(t, info, info.ClientSecret), st, Options{Interval: time.Hour})
 	runs := make(chan store.SyncRun, 10)
@@ -82,7 +83,23 @@ func TestSyncer_RunNowOnAFollowerIsRunByTheLeader(t *testing.T) {
 	if got.ID != ran.ID || !got.StartedAt.Equal(ran.StartedAt) || got.Outcome != store.OutcomeSucceeded {
 		t.Errorf("RunNow() = run %d started %v (%s); the leader ran %d started %v", got.ID, got.StartedAt, got.Outcome, ran.ID, ran.StartedAt)
 	}
-	if follower.Metrics().Succeeded != 0 {
+
+	for _, a := range sim.Assignments() {
+		if err := sim.Unassign(a.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	held, err := follower.RunNow(rctx, false)
+	<-runs
+	if err == nil || held.Outcome != store.OutcomeHeld || held.ID <= got.ID {
+		t.Fatalf("RunNow() after every assignment vanished = run %d %q, %v; want a held run with its record", held.ID, held.Outcome, err)
+	}
+	forced, err := follower.RunNow(rctx, true)
+	<-runs
+	if err != nil || forced.Outcome != store.OutcomeSucceeded {
+		t.Fatalf("RunNow(force) on the follower = %q, %v; want the leader to apply it", forced.Outcome, err)
+	}
+	if follower.Metrics().Succeeded != 0 || follower.HeldRuns() != 0 {
 		t.Errorf("the follower ran a sync itself")
 	}
 }
