@@ -153,16 +153,27 @@ func TestRun_RoleMatrix(t *testing.T) {
 		const create = "seatledger.v1.AssignmentService.CreateAssignment"
 		denied, unauthenticated := 0, 0
 		for _, e := range resp.GetAuditEvents() {
+			// One spelling everywhere: the canonical code names, as the
+			// handlers' own events and audit.proto spell them.
+			if s := e.GetStatus(); s != strings.ToUpper(s) {
+				t.Errorf("audit event %d has status %q, want a canonical code name (e.g. PERMISSION_DENIED)", e.GetId(), s)
+			}
+			if e.GetResource() == "" {
+				t.Errorf("audit event %d (%s, %s) names no resource", e.GetId(), e.GetMethod(), e.GetStatus())
+			}
+			if e.GetActor() != "anonymous" && !strings.HasPrefix(e.GetActorName(), "matrix-") {
+				t.Errorf("audit event %d: actor %q has actor_name %q, want the token's name", e.GetId(), e.GetActor(), e.GetActorName())
+			}
 			if e.GetMethod() != create {
 				continue
 			}
 			switch e.GetStatus() {
-			case codes.PermissionDenied.String():
+			case "PERMISSION_DENIED":
 				denied++
 				if e.GetActor() == "" || e.GetActor() == "anonymous" {
 					t.Errorf("a refused call with a valid token is audited without its caller: %v", e)
 				}
-			case codes.Unauthenticated.String():
+			case "UNAUTHENTICATED":
 				unauthenticated++
 			}
 		}

@@ -476,6 +476,16 @@ func TestWrites_AssignmentsEndToEnd(t *testing.T) {
 			if e.GetActor() == "" || e.GetActor() == "anonymous" || e.GetRequestId() == "" || e.GetDetails()["request"] == "" {
 				t.Errorf("event %v lacks actor, request id or request", e)
 			}
+			if e.GetActorName() != "hr-onboarding" {
+				t.Errorf("event %d: actor_name = %q, want the token's name hr-onboarding", e.GetId(), e.GetActorName())
+			}
+			// A create Graph answered carries Graph's request-id, whether
+			// Graph accepted it or not (a replay and a read-back do not
+			// reach Graph's create).
+			if e.GetStatus() == "OK" && e.GetDetails()["idempotent_replay"] != "true" && e.GetDetails()["outcome"] == "" &&
+				e.GetDetails()["graph_request_id"] == "" {
+				t.Errorf("successful create %d (%s) has no Graph request-id", e.GetId(), e.GetResource())
+			}
 		}
 		// Successes: user3, user4, user21, 20×user5 + REST replay, user8, user9 ×2, user10.
 		want := map[string]int{"OK": 28, "ABORTED": 1, "NOT_FOUND": 5, "INVALID_ARGUMENT": 4, "ALREADY_EXISTS": 2,

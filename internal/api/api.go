@@ -23,8 +23,11 @@ import (
 	"github.com/seatledger/seatledger/internal/store"
 )
 
-// SyncRunner runs a sync now and waits for its result. *sync.Syncer
-// implements it; it is declared here so that api does not import sync.
+// SyncRunner runs a sync now and waits for its result, on any replica: one
+// that does not lead has the leader run it. An error wrapping
+// store.ErrLeaderUnavailable (answered UNAVAILABLE) says the leader could
+// not be reached in time. *sync.Syncer implements it; it is declared here so
+// that api does not import sync.
 type SyncRunner interface {
 	RunNow(ctx context.Context, force bool) (store.SyncRun, error)
 }

@@ -79,6 +79,7 @@ func auditEventToProto(e store.AuditEvent) *seatledgerv1.AuditEvent {
 		Id:             e.ID,
 		EventTime:      timeToProto(e.Time),
 		Actor:          e.Actor,
+		ActorName:      e.ActorName,
 		Method:         e.Method,
 		Resource:       e.Resource,
 		Status:         e.Status,

@@ -38,6 +38,8 @@ func toStatus(ctx context.Context, log *slog.Logger, method string, err error) e
 		// The wrapped text may quote Postgres; keep it in the log only.
 		log.WarnContext(ctx, "conflict", "method", method, "err", err)
 		return status.Error(codes.Aborted, "the change conflicts with a concurrent one; read the current state and retry")
+	case errors.Is(err, store.ErrLeaderUnavailable):
+		return status.Error(codes.Unavailable, err.Error()) // names the leader; our own text
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, "request canceled")
 	case errors.Is(err, context.DeadlineExceeded):

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	seatledgerv1 "github.com/seatledger/seatledger/gen/seatledger/v1"
 	"github.com/seatledger/seatledger/internal/auth"
 	"github.com/seatledger/seatledger/internal/store"
 )
@@ -37,7 +38,7 @@ func recoverPanics(log *slog.Logger) grpc.UnaryServerInterceptor {
 
 // callRecord collects, on the way in, what logCalls prints on the way
 // out; noteCaller fills it once the caller is authenticated.
-type callRecord struct{ caller string }
+type callRecord struct{ caller, callerName string }
 
 type callRecordKey struct{}
 
@@ -66,7 +67,7 @@ func noteCaller() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		if id, ok := auth.FromContext(ctx); ok {
 			if rec, ok := ctx.Value(callRecordKey{}).(*callRecord); ok {
-				rec.caller = id.Subject
+				rec.caller, rec.callerName = id.Subject, id.Name
 			}
 		}
 		return handler(ctx, req)
@@ -115,9 +116,9 @@ func auditCalls(st *store.Store, authn auth.Authenticator, log *slog.Logger) grp
 		start := time.Now()
 		resp, err := handler(ctx, req)
 		rec, _ := ctx.Value(callRecordKey{}).(*callRecord)
-		caller := ""
+		caller, callerName := "", ""
 		if rec != nil {
-			caller = rec.caller
+			caller, callerName = rec.caller, rec.callerName
 		}
 		code := status.Code(err)
 		refused := caller == "" && (code == codes.Unauthenticated || code == codes.PermissionDenied)
@@ -126,18 +127,23 @@ func auditCalls(st *store.Store, authn auth.Authenticator, log *slog.Logger) grp
 		}
 		if caller == "" && code == codes.PermissionDenied && authn != nil {
 			// Refused for its roles: the caller is known, name them.
-			caller = refusedCaller(ctx, authn)
+			caller, callerName = refusedCaller(ctx, authn)
 		}
 		if caller == "" {
 			caller = "anonymous"
 		}
 		e := store.AuditEvent{
-			Time:    start,
-			Actor:   caller,
-			Method:  rpcName(info.FullMethod),
-			Status:  code.String(),
-			Message: status.Convert(err).Message(),
-			Latency: time.Since(start),
+			Time:      start,
+			Actor:     caller,
+			ActorName: callerName,
+			Method:    rpcName(info.FullMethod),
+			Resource:  auditResource(req, resp),
+			Status:    codeName(code), // spelled as the handlers' events spell it
+			Message:   status.Convert(err).Message(),
+			Latency:   time.Since(start),
+		}
+		if err == nil {
+			e.Message = ""
 		}
 		if m, ok := req.(proto.Message); ok {
 			e.Request, _ = protojson.Marshal(m)
@@ -152,23 +158,56 @@ func auditCalls(st *store.Store, authn auth.Authenticator, log *slog.Logger) grp
 }
 
 // refusedCaller names the caller of a call access control refused for its
-// roles, authenticating its token again (refusals are rare; the token is
-// never kept or logged).
-func refusedCaller(ctx context.Context, authn auth.Authenticator) string {
+// roles (its id and name), authenticating its token again (refusals are
+// rare; the token is never kept or logged).
+func refusedCaller(ctx context.Context, authn auth.Authenticator) (subject, name string) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	values := md.Get("authorization")
 	if len(values) != 1 {
-		return ""
+		return "", ""
 	}
 	scheme, token, ok := strings.Cut(values[0], " ")
 	if !ok || !strings.EqualFold(scheme, "bearer") {
-		return ""
+		return "", ""
 	}
 	id, err := authn.Authenticate(ctx, strings.TrimSpace(token))
 	if err != nil {
-		return ""
+		return "", ""
 	}
-	return id.Subject
+	return id.Subject, id.Name
+}
+
+// auditResource names what an audited call acted on: the resource it
+// answered with (a price, a sync run), else the one its request names
+// (also for a refused or invalid call), else the collection. Handlers that
+// audit their own calls start from it and name the resource they resolve.
+func auditResource(req, resp any) string {
+	if r, ok := resp.(interface{ GetName() string }); ok && r.GetName() != "" {
+		return r.GetName()
+	}
+	in := func(collection, id string) string {
+		if id == "" {
+			return collection
+		}
+		return collection + "/" + id
+	}
+	switch r := req.(type) {
+	case *seatledgerv1.SetPriceRequest:
+		return in("prices", r.GetSkuId())
+	case *seatledgerv1.UpdateAssignmentRequest:
+		return in("assignments", r.GetId())
+	case *seatledgerv1.DeleteAssignmentRequest:
+		return in("assignments", r.GetId())
+	case *seatledgerv1.SetAllotmentOwnerRequest:
+		return in("allotments", r.GetId())
+	case *seatledgerv1.ReprocessUserRequest:
+		return in("users", r.GetUser())
+	case *seatledgerv1.CreateAssignmentRequest:
+		return "assignments"
+	case *seatledgerv1.RunSyncRequest:
+		return "sync/runs"
+	}
+	return ""
 }
 
 // rpcName turns a gRPC method path ("/seatledger.v1.X/Method") into the

@@ -68,6 +68,15 @@ func actorOf(ctx context.Context) string {
 	return anonymousActor
 }
 
+// actorNameOf is the caller's name as its token gives it, for the audit
+// log ("" when there is none).
+func actorNameOf(ctx context.Context) string {
+	if id, ok := auth.FromContext(ctx); ok {
+		return id.Name
+	}
+	return ""
+}
+
 // newRequestID returns an id for one write, logged and audited, so an
 // audit event leads to its log lines.
 func newRequestID() string {
@@ -83,6 +92,7 @@ type writeCall struct {
 	method string
 	start  time.Time
 	event  store.AuditEvent
+	graph  *graph.ResponseInfo // Graph's answers to this call's writes
 }
 
 func beginWrite(ctx context.Context, st *store.Store, log *slog.Logger, method string, req proto.Message) *writeCall {
@@ -90,7 +100,9 @@ func beginWrite(ctx context.Context, st *store.Store, log *slog.Logger, method s
 	w.event = store.AuditEvent{
 		Time:      w.start.UTC(),
 		Actor:     actorOf(ctx),
+		ActorName: actorNameOf(ctx),
 		Method:    method,
+		Resource:  auditResource(req, nil),
 		RequestID: newRequestID(),
 		Details:   map[string]string{},
 	}
@@ -102,11 +114,25 @@ func beginWrite(ctx context.Context, st *store.Store, log *slog.Logger, method s
 	return w
 }
 
-// noteGraph keeps Graph's request-id of a failed call for the audit.
+// graphCtx is ctx for the call's write to Graph: Graph's answer is noted
+// for the audit (noteGraph).
+func (w *writeCall) graphCtx(ctx context.Context) context.Context {
+	ctx, w.graph = graph.WithResponseInfo(ctx)
+	return ctx
+}
+
+// noteGraph keeps, for the audit, Graph's request-id of the call's write:
+// the failed call's, else that of Graph's last answer, successful or not.
 func (w *writeCall) noteGraph(err error) {
 	var gerr *graph.Error
 	if errors.As(err, &gerr) && gerr.RequestID != "" {
 		w.event.GraphRequestID = gerr.RequestID
+		return
+	}
+	if w.graph != nil {
+		if id := w.graph.RequestID(); id != "" {
+			w.event.GraphRequestID = id
+		}
 	}
 }
 
@@ -694,7 +720,7 @@ func (s *assignmentService) create(ctx context.Context, req *seatledgerv1.Create
 	call.event.Details["allotment_id"] = p.allotment.ID
 	call.event.Details["sku_id"] = p.allotment.SKUID
 	call.event.Details["assignee"] = who.kind + "s/" + who.id
-	a, err := s.graph.CreateAssignment(ctx, graph.CreateAssignment{
+	a, err := s.graph.CreateAssignment(call.graphCtx(ctx), graph.CreateAssignment{
 		AllotmentID: p.allotment.ID, AssigneeID: who.id, AssigneeType: who.kind,
 		DisabledServicePlanIDs: lowerAll(req.GetDisabledServicePlanIds()),
 	})
@@ -1045,7 +1071,7 @@ func (s *assignmentService) updateAssignment(ctx context.Context, req *seatledge
 		}
 	}
 	call.event.Details["disabled_service_plan_ids"] = strings.Join(plans, ",")
-	a, err := s.graph.UpdateAssignment(ctx, req.GetId(), lowerAll(plans))
+	a, err := s.graph.UpdateAssignment(call.graphCtx(ctx), req.GetId(), lowerAll(plans))
 	call.noteGraph(err)
 	if err != nil {
 		return nil, err
@@ -1097,7 +1123,7 @@ func (s *assignmentService) deleteAssignment(ctx context.Context, req *seatledge
 	}
 	call.event.Details["allotment_id"] = cur.AllotmentID
 	call.event.Details["assignee"] = cur.AssigneeType + "s/" + cur.AssigneeID
-	err = s.graph.DeleteAssignment(ctx, req.GetId())
+	err = s.graph.DeleteAssignment(call.graphCtx(ctx), req.GetId())
 	call.noteGraph(err)
 	var gerr *graph.Error
 	if errors.As(err, &gerr) && gerr.Status == 404 {
@@ -1147,7 +1173,7 @@ func (s *userService) reprocess(ctx context.Context, req *seatledgerv1.Reprocess
 		return nil, err
 	}
 	call.event.Resource = "users/" + u.ID
-	err = s.graph.ReprocessAssignments(ctx, u.ID)
+	err = s.graph.ReprocessAssignments(call.graphCtx(ctx), u.ID)
 	call.noteGraph(err)
 	if err != nil {
 		return nil, err

@@ -88,8 +88,11 @@ type Identity struct {
 	// Subject is a stable id: the token's "sub" claim (OIDC), or the static
 	// token's name (tokens file).
 	Subject string
-	// Name is a display name: "name", "azp" or "appid" (OIDC), or the static
-	// token's name.
+	// Name is the caller's name as the token gives it, for people to read
+	// (the audit log records it beside Subject): the static token's name,
+	// or (OIDC) the display name ("name") and the calling application
+	// ("azp", else "appid") as "name (application)" when both are present
+	// and differ, else whichever is.
 	Name string
 	// Roles are the known roles the caller holds, without duplicates.
 	Roles []Role

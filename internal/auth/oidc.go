@@ -153,7 +153,8 @@ func checkHTTPS(what, raw string) error {
 
 // Authenticate verifies bearer as a JWT from the issuer: algorithm (RS256 or
 // ES256), signature, iss, aud, exp and nbf (with leeway). The Identity's
-// Subject is "sub"; its Name is "name", else "azp", else "appid"; its roles
+// Subject is "sub"; its Name is "name" and "azp" (else "appid") as
+// "name (azp)", or whichever of them is present; its roles
 // are the known ones in "roles". A bearer that is not a JWT at all is
 // refused as "token not recognized".
 //
@@ -202,11 +203,15 @@ func (o *OIDC) Authenticate(ctx context.Context, bearer string) (Identity, error
 		return Identity{}, err
 	}
 	id := Identity{Subject: c.Sub, Name: c.Name, Source: SourceOIDC}
-	if id.Name == "" {
-		id.Name = c.Azp
+	app := c.Azp
+	if app == "" {
+		app = c.AppID
 	}
-	if id.Name == "" {
-		id.Name = c.AppID
+	switch {
+	case id.Name == "":
+		id.Name = app
+	case app != "" && app != id.Name:
+		id.Name += " (" + app + ")"
 	}
 	for _, r := range c.Roles {
 		// Entra may grant roles other services define; they mean nothing here.

@@ -413,6 +413,7 @@ func (c *Client) try(ctx context.Context, method, rawURL string, reqBody []byte)
 		return nil, 0, 0, &transportError{err: fmt.Errorf("%s %s: %w", method, redact(rawURL), err), notSent: isDialError(err)}
 	}
 	defer resp.Body.Close()
+	noteResponse(ctx, resp)
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	c.bytesReceived.Add(int64(len(body)))
 	if err != nil {
@@ -525,4 +526,39 @@ func newGUID() string {
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// ResponseInfo collects facts about Graph's answers to the requests made
+// with a context from WithResponseInfo, successful or not: the audit log
+// records Graph's request-id of every write, not only of refused ones.
+// It is safe for concurrent use.
+type ResponseInfo struct {
+	requestID atomic.Pointer[string]
+}
+
+// RequestID is the request-id header of the last answer Graph sent ("" if
+// none arrived).
+func (r *ResponseInfo) RequestID() string {
+	if p := r.requestID.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+type responseInfoKey struct{}
+
+// WithResponseInfo returns a context whose requests report Graph's answers
+// to the returned ResponseInfo.
+func WithResponseInfo(ctx context.Context) (context.Context, *ResponseInfo) {
+	ri := &ResponseInfo{}
+	return context.WithValue(ctx, responseInfoKey{}, ri), ri
+}
+
+// noteResponse reports resp to the context's ResponseInfo, if any.
+func noteResponse(ctx context.Context, resp *http.Response) {
+	if ri, ok := ctx.Value(responseInfoKey{}).(*ResponseInfo); ok {
+		if id := resp.Header.Get("request-id"); id != "" {
+			ri.requestID.Store(&id)
+		}
+	}
 }

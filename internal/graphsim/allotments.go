@@ -31,6 +31,9 @@ func flags(fs []string) string {
 	return strings.Join(fs, ",")
 }
 
-// wireDate renders a YYYY-MM-DD date the way the documented examples show
-// subscription dates: midnight UTC with milliseconds.
-func wireDate(d string) string { return d + "T00:00:00.000Z" }
+// wireDate renders a stored YYYY-MM-DD date as Graph sends an Edm.Date
+// (subscription startDate and nextLifecycleDate are Edm.Date in Graph's
+// metadata): OData JSON writes it as YYYY-MM-DD, and Microsoft's generated
+// SDKs parse it strictly as a date. The documented examples'
+// "2025-09-30T00:00:00.000Z" is an artefact of the examples.
+func wireDate(d string) string { return d }

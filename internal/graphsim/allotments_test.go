@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -380,8 +381,10 @@ func TestServer_AllotmentShapeMatchesFixtures(t *testing.T) {
 	first := r.body
 	sub := first["subscriptions"].([]any)[0].(map[string]any)
 	for _, k := range []string{"startDate", "nextLifecycleDate"} {
-		if v := sub[k].(string); len(v) != len("2025-09-30T00:00:00.000Z") || !strings.HasSuffix(v, "T00:00:00.000Z") {
-			t.Errorf("subscription %s = %q, want the form 2025-09-30T00:00:00.000Z", k, v)
+		// Edm.Date in Graph's metadata: OData JSON writes YYYY-MM-DD, and
+		// the SDKs' strict date parsers refuse a timestamp.
+		if v := sub[k].(string); !isEdmDate(v) {
+			t.Errorf("subscription %s = %q, want an Edm.Date (YYYY-MM-DD)", k, v)
 		}
 	}
 	for _, sv := range first["services"].([]any) {
@@ -413,4 +416,11 @@ func TestServer_HandlerOverPlainHTTP(t *testing.T) {
 	if next := pages[0].body["@odata.nextLink"].(string); !strings.HasPrefix(next, ts.URL+"/beta/") {
 		t.Errorf("nextLink = %q, want it under %s", next, ts.URL)
 	}
+}
+
+// isEdmDate reports whether v is an OData Edm.Date: YYYY-MM-DD and nothing
+// else.
+func isEdmDate(v string) bool {
+	_, err := time.Parse(time.DateOnly, v)
+	return err == nil
 }

@@ -16,9 +16,10 @@ type AuditEvent struct {
 	ID int64
 	// Time is when the call was made.
 	Time time.Time
-	// Actor is the authenticated caller ("anonymous" when access control
-	// is off); Method the full RPC name.
-	Actor, Method string
+	// Actor is the authenticated caller's stable id ("anonymous" when
+	// access control is off); ActorName its name as the token gives it
+	// ("" when none); Method the full RPC name.
+	Actor, ActorName, Method string
 	// Resource names what was acted on, e.g. "assignments/{id}"; "" when
 	// nothing was.
 	Resource string
@@ -55,12 +56,12 @@ func (s *Store) RecordAuditEvent(ctx context.Context, e AuditEvent) (int64, erro
 	}
 	const q = `
 		INSERT INTO audit_events (event_time, actor, method, resource, status, message, idempotency_key,
-		                          request_id, graph_request_id, latency_us, request, details)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12::jsonb)
+		                          request_id, graph_request_id, latency_us, request, details, actor_name)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12::jsonb, $13)
 		RETURNING id`
 	var id int64
 	err = s.pool.QueryRow(ctx, q, e.Time, e.Actor, e.Method, e.Resource, e.Status, e.Message, e.IdempotencyKey,
-		e.RequestID, e.GraphRequestID, e.Latency.Microseconds(), e.Request, d).Scan(&id)
+		e.RequestID, e.GraphRequestID, e.Latency.Microseconds(), e.Request, d, e.ActorName).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("record audit event: %w", translate(err))
 	}
@@ -112,7 +113,7 @@ func (s *Store) ListAuditEvents(ctx context.Context, p ListAuditEventsParams) ([
 	}
 	q := `
 		SELECT id, event_time, actor, method, resource, status, message, idempotency_key,
-		       request_id, graph_request_id, latency_us, request, details
+		       request_id, graph_request_id, latency_us, request, details, actor_name
 		FROM audit_events
 		WHERE ` + b.where() + `
 		ORDER BY id DESC
@@ -125,7 +126,7 @@ func (s *Store) ListAuditEvents(ctx context.Context, p ListAuditEventsParams) ([
 			details []byte
 		)
 		if err := row.Scan(&e.ID, &e.Time, &e.Actor, &e.Method, &e.Resource, &e.Status, &e.Message, &e.IdempotencyKey,
-			&e.RequestID, &e.GraphRequestID, &latency, &e.Request, &details); err != nil {
+			&e.RequestID, &e.GraphRequestID, &latency, &e.Request, &details, &e.ActorName); err != nil {
 			return AuditEvent{}, err
 		}
 		e.Time, e.Latency = e.Time.UTC(), time.Duration(latency)*time.Microsecond

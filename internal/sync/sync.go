@@ -18,11 +18,15 @@ package sync
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"iter"
 	"log/slog"
 	"math/rand/v2"
+	"os"
+	gosync "sync"
 	"sync/atomic"
 	"time"
 
@@ -31,10 +35,6 @@ import (
 	"github.com/seatledger/seatledger/internal/graph"
 	"github.com/seatledger/seatledger/internal/store"
 )
-
-// ErrNotLeader is returned by RunNow when another replica holds the sync
-// lock: the sync is that replica's to run.
-var ErrNotLeader = errors.New("another replica is the sync leader")
 
 // leaderLockName names the advisory lock that elects the syncing replica.
 const leaderLockName = "seatledger:sync"
@@ -63,6 +63,8 @@ type Syncer struct {
 	interval  time.Duration
 	maxRemove float64
 	now       func() time.Time
+	instance  string // this process among replicas: host/pid/random
+	host      string
 
 	running  chan struct{}   // capacity 1: held while a run is in progress
 	trigger  chan struct{}   // capacity 1: pending requests coalesce
@@ -113,6 +115,10 @@ func New(gc *graph.Client, st *store.Store, opts Options) *Syncer {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.host, _ = os.Hostname()
+	var b [4]byte
+	_, _ = crand.Read(b[:])
+	s.instance = fmt.Sprintf("%s/%d/%s", s.host, os.Getpid(), hex.EncodeToString(b[:]))
 	return s
 }
 
@@ -172,7 +178,7 @@ func (s *Syncer) Trigger() {
 // mass-deletion guard would hold apply. On the leading replica the request
 // goes to Run's loop (after a run in progress, if any); on a replica where
 // no Run loop leads, RunNow takes the lock itself for one run; when another
-// replica leads, it returns ErrNotLeader.
+// replica leads, the request goes to it through the database (runRemote).
 func (s *Syncer) RunNow(ctx context.Context, force bool) (store.SyncRun, error) {
 	req := runRequest{force: force, reply: make(chan runResult, 1)}
 	for attempt := 0; ; attempt++ {
@@ -195,12 +201,184 @@ func (s *Syncer) RunNow(ctx context.Context, force bool) (store.SyncRun, error) 
 		}
 		if ok {
 			defer release()
+			s.recordLeader(ctx)
 			return s.runOnce(ctx, force)
 		}
 		// Our own loop may have just won the lock; look once more.
 		if attempt > 0 || !s.leading.Load() {
-			return store.SyncRun{}, ErrNotLeader
+			return s.runRemote(ctx, force)
 		}
+	}
+}
+
+// Sync requests between replicas: a replica that does not lead asks the
+// leader through the database and waits for its answer.
+var (
+	// requestTake is how long a leader has to take a request before the
+	// asking replica gives up (less if the caller's deadline is nearer).
+	// The leader takes requests even while it is running a sync, so this
+	// measures whether it is alive, not how long a run takes.
+	requestTake = 10 * time.Second
+	// requestPoll is how often both sides look at the requests should a
+	// notification be lost.
+	requestPoll = time.Second
+)
+
+// runRemote asks the leading replica for a run (force travels with the
+// request) and waits for its result: the run's record, which the leader
+// stored. It fails with an error wrapping store.ErrLeaderUnavailable,
+// naming the leader, when no leader takes the request in time or the one
+// that took it stops leading before it answers.
+func (s *Syncer) runRemote(ctx context.Context, force bool) (store.SyncRun, error) {
+	now := time.Now()
+	takeBy := now.Add(requestTake)
+	if d, ok := ctx.Deadline(); ok {
+		// Keep time to say why, before the caller's deadline.
+		margin := min(time.Second, d.Sub(now)/5)
+		if d.Add(-margin).Before(takeBy) {
+			takeBy = d.Add(-margin)
+		}
+	}
+	id, err := s.store.RequestSync(ctx, s.instance, force, takeBy)
+	if err != nil {
+		return store.SyncRun{}, err
+	}
+	s.log.InfoContext(ctx, "sync requested of the leader", "request_id", id, "force", force)
+	req, err := s.store.WaitSyncRequest(ctx, id, func(r store.SyncRequest) (time.Duration, error) {
+		if r.ClaimedAt.IsZero() {
+			if left := time.Until(r.TakeBy); left > 0 {
+				return min(requestPoll, left), nil
+			}
+			gave, err := s.store.AbandonSyncRequest(ctx, id, "no leader took the request in time")
+			if err != nil || !gave {
+				return requestPoll, err // nil: a leader took it meanwhile; wait for it
+			}
+			return 0, s.leaderUnavailable(ctx, fmt.Sprintf("took no sync request within %v", takeBy.Sub(now).Round(time.Millisecond)))
+		}
+		info, holds, err := s.store.Leader(ctx, leaderLockName)
+		if err == nil && (!holds || info.Instance != r.ClaimedBy) {
+			return 0, fmt.Errorf("%w: the leader %s that took sync request %d stopped leading before it answered",
+				store.ErrLeaderUnavailable, r.ClaimedBy, id)
+		}
+		return requestPoll, nil
+	})
+	if err != nil {
+		return store.SyncRun{}, err
+	}
+	if req.SyncRunID == 0 {
+		return store.SyncRun{}, fmt.Errorf("%w: the leader %s could not run the sync: %s",
+			store.ErrLeaderUnavailable, req.ClaimedBy, req.Error)
+	}
+	run, err := s.store.GetSyncRun(ctx, req.SyncRunID)
+	if err != nil {
+		return store.SyncRun{}, err
+	}
+	if req.Error != "" {
+		// A failed or held run: the record says why.
+		return run, fmt.Errorf("sync run %d by the leader %s: %s", run.ID, req.ClaimedBy, req.Error)
+	}
+	return run, nil
+}
+
+// leaderUnavailable is the error of a request the leader did not take:
+// it names the leader when one is known.
+func (s *Syncer) leaderUnavailable(ctx context.Context, what string) error {
+	info, holds, err := s.store.Leader(ctx, leaderLockName)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("%w: no replica has led the sync yet, and another holds the sync lock; retry later", store.ErrLeaderUnavailable)
+	case err != nil:
+		return fmt.Errorf("%w: the leader %s (%v)", store.ErrLeaderUnavailable, what, err)
+	case !holds:
+		return fmt.Errorf("%w: no known replica holds the sync lock (the last leader was %s); retry later", store.ErrLeaderUnavailable, info)
+	}
+	return fmt.Errorf("%w: the leader %s %s; retry later", store.ErrLeaderUnavailable, info, what)
+}
+
+// recordLeader records this process as the holder of the sync lock, so
+// that other replicas can name it. A failure only costs that.
+func (s *Syncer) recordLeader(ctx context.Context) {
+	info := store.LeaderInfo{Instance: s.instance, Host: s.host, PID: os.Getpid(), Since: time.Now()}
+	if err := s.store.RecordLeader(ctx, leaderLockName, info); err != nil {
+		s.log.WarnContext(ctx, "could not record this process as the sync leader", "err", err)
+	}
+}
+
+// serveRequests takes the sync requests of other replicas while this
+// process leads, until ctx ends: woken by their notifications, and every
+// requestPoll should one be lost. Each batch it takes goes to the leading
+// loop as one RunNow would, and its result is stored for the askers.
+func (s *Syncer) serveRequests(ctx context.Context) {
+	var wg gosync.WaitGroup
+	defer wg.Wait()
+	wake := make(chan struct{}, 1)
+	poke := func() {
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	}
+	wg.Go(func() {
+		for ctx.Err() == nil {
+			err := s.store.ListenSyncRequests(ctx, poke)
+			if ctx.Err() != nil {
+				return
+			}
+			s.log.WarnContext(ctx, "lost the sync requests' notifications; polling until listening again", "err", err)
+			t := time.NewTimer(requestPoll)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+			case <-t.C:
+			}
+		}
+	})
+	tick := time.NewTicker(requestPoll)
+	defer tick.Stop()
+	for {
+		reqs, err := s.store.ClaimSyncRequests(ctx, s.instance)
+		if err != nil && ctx.Err() == nil {
+			s.log.WarnContext(ctx, "could not take sync requests", "err", err)
+		}
+		if len(reqs) > 0 {
+			wg.Go(func() { s.answer(ctx, reqs) })
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-wake:
+		case <-tick.C:
+		}
+	}
+}
+
+// answer runs a sync for reqs (forced if any of them asks it) and records
+// the result on them.
+func (s *Syncer) answer(ctx context.Context, reqs []store.SyncRequest) {
+	ids := make([]int64, len(reqs))
+	r := runRequest{reply: make(chan runResult, 1)}
+	for i, q := range reqs {
+		ids[i] = q.ID
+		r.force = r.force || q.Force
+	}
+	s.log.InfoContext(ctx, "sync requested by another replica", "request_ids", ids, "force", r.force)
+	res := runResult{err: errors.New("this replica stopped leading before it ran the sync")}
+	select {
+	case s.requests <- r:
+		select {
+		case res = <-r.reply:
+		case <-ctx.Done():
+		}
+	case <-ctx.Done():
+	}
+	errText := ""
+	if res.err != nil {
+		errText = res.err.Error()
+	}
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := s.store.FinishSyncRequests(fctx, ids, res.run.ID, errText); err != nil {
+		s.log.WarnContext(ctx, "could not answer sync requests", "request_ids", ids, "err", err)
 	}
 }
 
@@ -233,7 +411,14 @@ func (s *Syncer) Run(ctx context.Context) error {
 func (s *Syncer) lead(ctx context.Context) error {
 	s.leading.Store(true)
 	defer s.leading.Store(false)
-	s.log.Info("leading the sync")
+	s.recordLeader(ctx)
+	s.log.Info("leading the sync", "instance", s.instance)
+	served := make(chan struct{})
+	defer func() { <-served }()
+	go func() {
+		defer close(served)
+		s.serveRequests(ctx)
+	}()
 	failures := 0
 	force := false
 	var waiting []runRequest

@@ -33,16 +33,23 @@ type AuditEvent struct {
 	Id int64 `protobuf:"varint,2,opt,name=id,proto3" json:"id,omitempty"`
 	// When the call was made.
 	EventTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=event_time,json=eventTime,proto3" json:"event_time,omitempty"`
-	// The caller's identity, as authenticated by seatledger.
+	// The caller's stable identity, as authenticated by seatledger: the
+	// token's "sub" (for Entra ID tokens, an object id), the tokens file's
+	// name, or "anonymous" when access control is off.
 	Actor string `protobuf:"bytes,4,opt,name=actor,proto3" json:"actor,omitempty"`
+	// The caller's name as its token gives it: the tokens file's name, or the
+	// JWT's display name ("name") and calling application ("azp" or
+	// "appid"), as "display name (application)" when both are present;
+	// empty when the token has none.
+	ActorName string `protobuf:"bytes,12,opt,name=actor_name,json=actorName,proto3" json:"actor_name,omitempty"`
 	// Full name of the RPC, for example
 	// "seatledger.v1.AssignmentService.CreateAssignment".
 	Method string `protobuf:"bytes,5,opt,name=method,proto3" json:"method,omitempty"`
 	// Name of the resource acted on, for example "assignments/{id}" or
 	// "prices/{sku_id}"; empty when there is none.
 	Resource string `protobuf:"bytes,6,opt,name=resource,proto3" json:"resource,omitempty"`
-	// Result as a gRPC status code name, for example "OK", "NOT_FOUND" or
-	// "FAILED_PRECONDITION".
+	// Result as the canonical gRPC status code name (google.rpc.Code), for
+	// example "OK", "NOT_FOUND", "PERMISSION_DENIED" or "FAILED_PRECONDITION".
 	Status string `protobuf:"bytes,7,opt,name=status,proto3" json:"status,omitempty"`
 	// The result message for failed calls; empty for successful ones.
 	Message string `protobuf:"bytes,8,opt,name=message,proto3" json:"message,omitempty"`
@@ -50,8 +57,9 @@ type AuditEvent struct {
 	IdempotencyKey string `protobuf:"bytes,9,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	// Id seatledger gave the call in its logs, to find the log lines.
 	RequestId string `protobuf:"bytes,10,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	// Further facts about the call, for example "graph_request_id", "sku_id"
-	// or "disabled_service_plan_ids".
+	// Further facts about the call, for example "graph_request_id" (Graph's
+	// request-id of the write, whether Graph accepted it or not), "sku_id" or
+	// "disabled_service_plan_ids".
 	Details       map[string]string `protobuf:"bytes,11,rep,name=details,proto3" json:"details,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -111,6 +119,13 @@ func (x *AuditEvent) GetEventTime() *timestamppb.Timestamp {
 func (x *AuditEvent) GetActor() string {
 	if x != nil {
 		return x.Actor
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetActorName() string {
+	if x != nil {
+		return x.ActorName
 	}
 	return ""
 }
@@ -327,14 +342,16 @@ var File_seatledger_v1_audit_proto protoreflect.FileDescriptor
 
 const file_seatledger_v1_audit_proto_rawDesc = "" +
 	"\n" +
-	"\x19seatledger/v1/audit.proto\x12\rseatledger.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xad\x03\n" +
+	"\x19seatledger/v1/audit.proto\x12\rseatledger.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcc\x03\n" +
 	"\n" +
 	"AuditEvent\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\x03R\x02id\x129\n" +
 	"\n" +
 	"event_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\teventTime\x12\x14\n" +
-	"\x05actor\x18\x04 \x01(\tR\x05actor\x12\x16\n" +
+	"\x05actor\x18\x04 \x01(\tR\x05actor\x12\x1d\n" +
+	"\n" +
+	"actor_name\x18\f \x01(\tR\tactorName\x12\x16\n" +
 	"\x06method\x18\x05 \x01(\tR\x06method\x12\x1a\n" +
 	"\bresource\x18\x06 \x01(\tR\bresource\x12\x16\n" +
 	"\x06status\x18\a \x01(\tR\x06status\x12\x18\n" +

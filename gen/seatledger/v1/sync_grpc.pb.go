@@ -33,9 +33,14 @@ const (
 // A sync run reads every cloud licensing object (and the users and groups
 // they need) from Microsoft Graph and records what changed.
 type SyncServiceClient interface {
-	// RunSync starts a sync run now, or joins the one already running, and
-	// waits for it to finish. The returned run says what changed and how it
-	// ended. Needs the admin role.
+	// RunSync runs a sync now (after the run in progress, if any) and waits
+	// for it to finish. The returned run says what changed and how it ended.
+	// Any replica accepts it: one that does not lead the sync passes the
+	// request (with force) to the leader through the database and answers
+	// with the leader's run. It fails with UNAVAILABLE, naming the leader
+	// (instance, host, pid), when no leader takes the request within 10
+	// seconds (less if the call's deadline is nearer) or the leader stops
+	// leading before it answers. Needs the admin role.
 	RunSync(ctx context.Context, in *RunSyncRequest, opts ...grpc.CallOption) (*SyncRun, error)
 	// ListSyncRuns returns past and running sync runs, newest first.
 	ListSyncRuns(ctx context.Context, in *ListSyncRunsRequest, opts ...grpc.CallOption) (*ListSyncRunsResponse, error)
@@ -77,9 +82,14 @@ func (c *syncServiceClient) ListSyncRuns(ctx context.Context, in *ListSyncRunsRe
 // A sync run reads every cloud licensing object (and the users and groups
 // they need) from Microsoft Graph and records what changed.
 type SyncServiceServer interface {
-	// RunSync starts a sync run now, or joins the one already running, and
-	// waits for it to finish. The returned run says what changed and how it
-	// ended. Needs the admin role.
+	// RunSync runs a sync now (after the run in progress, if any) and waits
+	// for it to finish. The returned run says what changed and how it ended.
+	// Any replica accepts it: one that does not lead the sync passes the
+	// request (with force) to the leader through the database and answers
+	// with the leader's run. It fails with UNAVAILABLE, naming the leader
+	// (instance, host, pid), when no leader takes the request within 10
+	// seconds (less if the call's deadline is nearer) or the leader stops
+	// leading before it answers. Needs the admin role.
 	RunSync(context.Context, *RunSyncRequest) (*SyncRun, error)
 	// ListSyncRuns returns past and running sync runs, newest first.
 	ListSyncRuns(context.Context, *ListSyncRunsRequest) (*ListSyncRunsResponse, error)
