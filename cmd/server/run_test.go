@@ -474,6 +474,10 @@ func TestRun_MirrorsConfiguredTenant(t *testing.T) {
 			if w.GetSkuPartNumber() == "" || w.GetMember().GetDisplayName() == "" {
 				t.Errorf("waiting member %s: skuPartNumber %q, member displayName %q; want both", w.GetId(), w.GetSkuPartNumber(), w.GetMember().GetDisplayName())
 			}
+			// The resource name is the documented one (resources.proto).
+			if want := "waiting-members/" + w.GetId(); w.GetName() != want {
+				t.Errorf("waiting member %s: name %q, want %q", w.GetId(), w.GetName(), want)
+			}
 		}
 		_, body = svc.get(t, "/v1/assignment-errors?pageSize=1000")
 		var errs seatledgerv1.ListAssignmentErrorsResponse
@@ -483,6 +487,9 @@ func TestRun_MirrorsConfiguredTenant(t *testing.T) {
 		for _, e := range errs.GetAssignmentErrors() {
 			if e.GetSkuPartNumber() == "" || e.GetUser().GetDisplayName() == "" {
 				t.Errorf("assignment error %s: skuPartNumber %q, user displayName %q; want both", e.GetId(), e.GetSkuPartNumber(), e.GetUser().GetDisplayName())
+			}
+			if want := "assignment-errors/" + e.GetId(); e.GetName() != want {
+				t.Errorf("assignment error %s: name %q, want %q", e.GetId(), e.GetName(), want)
 			}
 		}
 		code, body := svc.get(t, "/v1/subscriptions")

@@ -68,7 +68,7 @@ func assignmentToProto(a store.Assignment) *seatledgerv1.Assignment {
 
 func waitingMemberToProto(w store.WaitingMember, now time.Time) *seatledgerv1.WaitingMember {
 	return &seatledgerv1.WaitingMember{
-		Name:          "allotments/" + w.AllotmentID + "/waitingMembers/" + w.ID,
+		Name:          "waiting-members/" + w.ID,
 		Id:            w.ID,
 		AllotmentId:   w.AllotmentID,
 		SkuId:         w.SKUID,
@@ -89,7 +89,7 @@ func waitingMemberToProto(w store.WaitingMember, now time.Time) *seatledgerv1.Wa
 
 func assignmentErrorToProto(e store.AssignmentError) *seatledgerv1.AssignmentError {
 	return &seatledgerv1.AssignmentError{
-		Name:          "assignmentErrors/" + e.ID,
+		Name:          "assignment-errors/" + e.ID,
 		Id:            e.ID,
 		Code:          e.Code,
 		Message:       e.Message,
