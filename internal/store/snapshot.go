@@ -451,10 +451,10 @@ func (sn *Snapshot) Apply(ctx context.Context, run SyncRun, opts ApplyOptions) (
 		}
 		const insertRun = `
 			INSERT INTO sync_runs
-				(started_at, finished_at, outcome, error, counts, graph_requests, throttled, bytes_received)
-			VALUES ($1, $2, 'succeeded', NULL, $3, $4, $5, $6)
+				(started_at, finished_at, outcome, error, counts, graph_requests, throttled, bytes_received, demo)
+			VALUES ($1, $2, 'succeeded', NULL, $3, $4, $5, $6, $7)
 			RETURNING ` + syncRunColumns
-		rows, _ := tx.Query(ctx, insertRun, sn.at, finishedAt(run), encoded, run.GraphRequests, run.Throttled, run.BytesReceived)
+		rows, _ := tx.Query(ctx, insertRun, sn.at, finishedAt(run), encoded, run.GraphRequests, run.Throttled, run.BytesReceived, run.Demo)
 		if stored, err = pgx.CollectExactlyOneRow(rows, scanSyncRun); err != nil {
 			return fmt.Errorf("record sync run: %w", err)
 		}
