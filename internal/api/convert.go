@@ -103,6 +103,7 @@ func syncRunToProto(r store.SyncRun) *seatledgerv1.SyncRun {
 		GraphRequests:      r.GraphRequests,
 		ThrottledResponses: r.Throttled,
 		BytesReceived:      r.BytesReceived,
+		Demo:               r.Demo,
 	}
 	entities := make([]string, 0, len(r.Counts))
 	for e := range r.Counts {

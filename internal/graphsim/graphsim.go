@@ -122,6 +122,7 @@ type Server struct {
 
 	latency time.Duration
 	offset  atomic.Int64 // nanoseconds AdvanceClock added to the clock
+	pinned  atomic.Int64 // Unix nanoseconds SetClock stopped the clock at; 0: not stopped
 	faults  *faultSet
 
 	mu    sync.Mutex // guards st and idSeq
@@ -425,11 +426,16 @@ func (s *Server) listen(addr string) (net.Listener, error) {
 	return ln, nil
 }
 
-// Now is the simulator's clock: Options.Clock (or the real time) plus
-// what AdvanceClock added, in UTC, to Graph's resolution of 100 ns (the
-// seven fractional digits timestamps carry on the wire).
+// Now is the simulator's clock: Options.Clock (or the real time, or the
+// time SetClock stopped it at) plus what AdvanceClock added, in UTC, to
+// Graph's resolution of 100 ns (the seven fractional digits timestamps
+// carry on the wire).
 func (s *Server) Now() time.Time {
-	return s.now().Add(time.Duration(s.offset.Load())).UTC().Truncate(100 * time.Nanosecond)
+	base := s.now()
+	if p := s.pinned.Load(); p != 0 {
+		base = time.Unix(0, p)
+	}
+	return base.Add(time.Duration(s.offset.Load())).UTC().Truncate(100 * time.Nanosecond)
 }
 
 // ExpireDeltaLinks makes every users/groups delta link issued so far

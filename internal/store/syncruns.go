@@ -41,6 +41,9 @@ type SyncRun struct {
 	// GraphRequests, Throttled and BytesReceived measure the run's Graph
 	// traffic: requests sent, of which answered 429, and body bytes read.
 	GraphRequests, Throttled, BytesReceived int64
+	// Demo marks a run that recorded demo data: the past the
+	// zero-configuration demo seeds on its first start.
+	Demo bool
 }
 
 // changesJSON is the stored form of Changes inside sync_runs.counts.
@@ -64,7 +67,7 @@ func encodeCounts(counts map[string]Changes) ([]byte, error) {
 }
 
 // syncRunColumns are the columns scanSyncRun reads, in order.
-const syncRunColumns = `id, started_at, finished_at, outcome, error, counts, graph_requests, throttled, bytes_received`
+const syncRunColumns = `id, started_at, finished_at, outcome, error, counts, graph_requests, throttled, bytes_received, demo`
 
 func scanSyncRun(row pgx.CollectableRow) (SyncRun, error) {
 	var (
@@ -74,7 +77,7 @@ func scanSyncRun(row pgx.CollectableRow) (SyncRun, error) {
 		counts   []byte
 	)
 	if err := row.Scan(&r.ID, &r.StartedAt, &finished, &r.Outcome, &errText, &counts,
-		&r.GraphRequests, &r.Throttled, &r.BytesReceived); err != nil {
+		&r.GraphRequests, &r.Throttled, &r.BytesReceived, &r.Demo); err != nil {
 		return SyncRun{}, err
 	}
 	r.StartedAt = r.StartedAt.UTC()
@@ -129,11 +132,11 @@ func (s *Store) RecordFailedSyncRun(ctx context.Context, run SyncRun) (SyncRun, 
 	}
 	const q = `
 		INSERT INTO sync_runs
-			(started_at, finished_at, outcome, error, counts, graph_requests, throttled, bytes_received)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+			(started_at, finished_at, outcome, error, counts, graph_requests, throttled, bytes_received, demo)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 		RETURNING ` + syncRunColumns
 	rows, _ := s.pool.Query(ctx, q, run.StartedAt, finishedAt(run), run.Outcome, nullIfEmpty(run.Error), counts,
-		run.GraphRequests, run.Throttled, run.BytesReceived)
+		run.GraphRequests, run.Throttled, run.BytesReceived, run.Demo)
 	rec, err := pgx.CollectExactlyOneRow(rows, scanSyncRun)
 	if err != nil {
 		return SyncRun{}, fmt.Errorf("record failed sync run: %w", translate(err))

@@ -123,3 +123,35 @@ func TestStore_ListSyncRuns(t *testing.T) {
 		t.Errorf("LastSuccessfulSyncRun vs newest listed (-want +got):\n%s", diff)
 	}
 }
+
+// TestStore_SyncRunDemoMark: a run recorded as demo data (applied, failed
+// or held) is listed with the mark; other runs are not.
+func TestStore_SyncRunDemoMark(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	st := newStoreOnly(t)
+	demo, err := applyAllotments(ctx, st, store.SyncRun{StartedAt: t0, Outcome: store.OutcomeRunning, Demo: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed, err := st.RecordFailedSyncRun(ctx, store.SyncRun{StartedAt: t1, Error: "boom", Demo: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	real := apply(t, st, t2)
+	runs, err := st.ListSyncRuns(ctx, 10, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[int64]bool{}
+	for _, r := range runs {
+		got[r.ID] = r.Demo
+	}
+	want := map[int64]bool{demo.ID: true, failed.ID: true, real.ID: false}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("sync runs' demo marks (-want +got):\n%s", diff)
+	}
+	if !demo.Demo || !failed.Demo || real.Demo {
+		t.Errorf("returned records: applied demo %t, failed demo %t, real %t; want true, true, false", demo.Demo, failed.Demo, real.Demo)
+	}
+}

@@ -50,8 +50,12 @@ type Options struct {
 	MaxRemoveFraction float64
 	// Logger receives progress and one summary line per run; nil discards.
 	Logger *slog.Logger
-	// Now is the clock; nil means time.Now. Tests pin it.
+	// Now is the clock; nil means time.Now. Tests pin it, and so does the
+	// zero-configuration demo when it records its seeded past.
 	Now func() time.Time
+	// Demo marks every run's record as demo data (store.SyncRun.Demo): the
+	// runs that record the past the zero-configuration demo seeds.
+	Demo bool
 }
 
 // Syncer runs syncs from a Graph client into a store. Create it with New;
@@ -65,6 +69,7 @@ type Syncer struct {
 	now       func() time.Time
 	instance  string // this process among replicas: host/pid/random
 	host      string
+	demo      bool
 
 	running  chan struct{}   // capacity 1: held while a run is in progress
 	trigger  chan struct{}   // capacity 1: pending requests coalesce
@@ -98,6 +103,7 @@ func New(gc *graph.Client, st *store.Store, opts Options) *Syncer {
 		interval:  opts.Interval,
 		maxRemove: opts.MaxRemoveFraction,
 		now:       opts.Now,
+		demo:      opts.Demo,
 		running:   make(chan struct{}, 1),
 		trigger:   make(chan struct{}, 1),
 		requests:  make(chan runRequest),
@@ -526,7 +532,7 @@ func (s *Syncer) runOnce(ctx context.Context, force bool) (run store.SyncRun, er
 
 // pass is one attempt at a run; fullUsers ignores the stored delta link.
 func (s *Syncer) pass(ctx context.Context, force, fullUsers bool) (store.SyncRun, error) {
-	run := store.SyncRun{StartedAt: s.now(), Outcome: store.OutcomeRunning}
+	run := store.SyncRun{StartedAt: s.now(), Outcome: store.OutcomeRunning, Demo: s.demo}
 	before := s.graph.Stats()
 	s.log.Info("sync started", "full_users", fullUsers)
 

@@ -242,6 +242,10 @@ type SyncRun struct {
 	ThrottledResponses int64 `protobuf:"varint,9,opt,name=throttled_responses,json=throttledResponses,proto3" json:"throttled_responses,omitempty"`
 	// Bytes of response bodies received from Graph.
 	BytesReceived int64 `protobuf:"varint,10,opt,name=bytes_received,json=bytesReceived,proto3" json:"bytes_received,omitempty"`
+	// True for a run that recorded demo data: the past the zero-configuration
+	// demo (built-in simulator, embedded PostgreSQL) seeds on its first start,
+	// one run per simulated day with the run's clock set to that day.
+	Demo          bool `protobuf:"varint,11,opt,name=demo,proto3" json:"demo,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -344,6 +348,13 @@ func (x *SyncRun) GetBytesReceived() int64 {
 		return x.BytesReceived
 	}
 	return 0
+}
+
+func (x *SyncRun) GetDemo() bool {
+	if x != nil {
+		return x.Demo
+	}
+	return false
 }
 
 // ListSyncRunsRequest selects a page of sync runs.
@@ -469,7 +480,7 @@ const file_seatledger_v1_sync_proto_rawDesc = "" +
 	"\x05added\x18\x02 \x01(\x03R\x05added\x12\x18\n" +
 	"\achanged\x18\x03 \x01(\x03R\achanged\x12\x18\n" +
 	"\aremoved\x18\x04 \x01(\x03R\aremoved\x12\x1c\n" +
-	"\tunchanged\x18\x05 \x01(\x03R\tunchanged\"\xac\x03\n" +
+	"\tunchanged\x18\x05 \x01(\x03R\tunchanged\"\xc0\x03\n" +
 	"\aSyncRun\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\x03R\x02id\x129\n" +
@@ -482,7 +493,8 @@ const file_seatledger_v1_sync_proto_rawDesc = "" +
 	"\x0egraph_requests\x18\b \x01(\x03R\rgraphRequests\x12/\n" +
 	"\x13throttled_responses\x18\t \x01(\x03R\x12throttledResponses\x12%\n" +
 	"\x0ebytes_received\x18\n" +
-	" \x01(\x03R\rbytesReceived\"Q\n" +
+	" \x01(\x03R\rbytesReceived\x12\x12\n" +
+	"\x04demo\x18\v \x01(\bR\x04demo\"Q\n" +
 	"\x13ListSyncRunsRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
