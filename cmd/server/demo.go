@@ -13,6 +13,13 @@ import (
 	mirrorsync "github.com/seatledger/seatledger/internal/sync"
 )
 
+// zeroConfiguration reports whether cfg is the zero-configuration demo's:
+// no Graph credentials (even with -graph-mode=simulator) and no
+// DATABASE_URL. Only then is a demo past seeded.
+func zeroConfiguration(cfg config) bool {
+	return cfg.DatabaseURL == "" && cfg.Graph.TenantID == "" && cfg.Graph.ClientID == ""
+}
+
 // seedDemoPast gives the zero-configuration demo a past on its first
 // start, so that history, "as of" reads and last month's chargeback have
 // data on day one: the built-in simulator replays the demo tenant's last

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -211,5 +212,28 @@ func TestRun_DemoPastNotSeededWithDatabaseURL(t *testing.T) {
 	}
 	if strings.Contains(svc.logs.String(), "demo past") {
 		t.Errorf("with DATABASE_URL set the log mentions a demo past:\n%s", svc.logs)
+	}
+}
+
+// TestZeroConfiguration: a demo past is seeded only with neither Graph
+// credentials (whatever the graph mode) nor DATABASE_URL.
+func TestZeroConfiguration(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		env  map[string]string
+		want bool
+	}{
+		{map[string]string{}, true},
+		{map[string]string{"SEATLEDGER_GRAPH_MODE": "simulator"}, true},
+		{map[string]string{"DATABASE_URL": "postgres://db/seatledger"}, false},
+		{map[string]string{"AZURE_TENANT_ID": "t", "AZURE_CLIENT_ID": "c", "SEATLEDGER_GRAPH_MODE": "simulator"}, false},
+	} {
+		cfg, err := loadConfig(nil, env(c.env), t.TempDir(), io.Discard)
+		if err != nil {
+			t.Fatalf("loadConfig(%v): %v", c.env, err)
+		}
+		if got := zeroConfiguration(cfg); got != c.want {
+			t.Errorf("zeroConfiguration(%v) = %t, want %t", c.env, got, c.want)
+		}
 	}
 }

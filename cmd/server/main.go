@@ -145,7 +145,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		MaxRemoveFraction: cfg.SyncMaxRemove,
 		Logger:            log.With("component", "sync"),
 	})
-	if sim != nil && cfg.DatabaseURL == "" {
+	if sim != nil && zeroConfiguration(cfg) {
 		// The zero-configuration demo's first start records a past.
 		if err := seedDemoPast(ctx, dsn, gc, sim, log.With("component", "demo")); err != nil {
 			return err
