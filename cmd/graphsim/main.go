@@ -65,6 +65,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	pageSize := fs.Int("page-size", 0, "page size of collections when a request has no $top (0 means 100, at most 999)")
 	hostname := fs.String("hostname", "", "extra DNS name for the certificate, also used in the printed URLs (e.g. graphsim in a container network)")
 	caFile := fs.String("ca-file", "", "write the CA's PEM file here instead of a temporary directory (removed on exit)")
+	stateDir := fs.String("state-dir", "", "keep the simulator here across restarts: tenant, keys, CA (ca.pem, kept on exit) and port; a saved state wins over -scenario and -generate")
 	scenario := fs.String("scenario", "", "load the tenant from this JSON scenario file")
 	generate := fs.Bool("generate", false, "generate the tenant from -seed and the sizes below")
 	var gen graphsim.GenerateOptions
@@ -90,7 +91,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 
-	opts := graphsim.Options{PageSize: *pageSize, Logger: log, CAFile: *caFile, Latency: *latency}
+	opts := graphsim.Options{PageSize: *pageSize, Logger: log, CAFile: *caFile, Latency: *latency, StateDir: *stateDir}
 	switch {
 	case *scenario != "":
 		t, err := loadScenario(*scenario)

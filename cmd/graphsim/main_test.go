@@ -183,3 +183,92 @@ func TestRun_BadFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestRun_StateDir: started again on the same -state-dir, the command comes
+// back at the same address as the same tenant, with the change made to it
+// in its first life, and keeps its CA file on exit.
+func TestRun_StateDir(t *testing.T) {
+	dir := t.TempDir()
+	start := func() (map[string]string, *http.Client, func()) {
+		t.Helper()
+		ctx, cancel := context.WithCancel(context.Background())
+		stdoutR, stdoutW := io.Pipe()
+		done := make(chan error, 1)
+		go func() {
+			done <- run(ctx, []string{"-addr", "127.0.0.1:0", "-state-dir", dir}, stdoutW, io.Discard)
+			stdoutW.Close()
+		}()
+		line, err := bufio.NewReader(stdoutR).ReadString('\n')
+		if err != nil {
+			cancel()
+			t.Fatalf("read ready line: %v (run: %v)", err, <-done)
+		}
+		var ready map[string]string
+		if err := json.Unmarshal([]byte(line), &ready); err != nil {
+			t.Fatal(err)
+		}
+		pem, err := os.ReadFile(ready["ca_file"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+		return ready, &http.Client{Transport: tr}, func() {
+			tr.CloseIdleConnections()
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("run: %v", err)
+			}
+		}
+	}
+	adminURL := func(ready map[string]string) string {
+		return strings.TrimSuffix(ready["graph_url"], "/beta") + "/_sim"
+	}
+	users := func(hc *http.Client, ready map[string]string) []string {
+		t.Helper()
+		resp, err := hc.Get(adminURL(ready) + "/users")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var us []struct {
+			ID string `json:"id"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&us); err != nil || len(us) == 0 {
+			t.Fatalf("GET /_sim/users: %d users, %v", len(us), err)
+		}
+		ids := make([]string, 0, len(us))
+		for _, u := range us {
+			ids = append(ids, u.ID)
+		}
+		return ids
+	}
+
+	first, hc, stop := start()
+	before := users(hc, first)
+	req, _ := http.NewRequest(http.MethodDelete, adminURL(first)+"/users/"+before[0], nil)
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		t.Fatalf("DELETE /_sim/users/%s: %d", before[0], resp.StatusCode)
+	}
+	stop()
+	if _, err := os.Stat(first["ca_file"]); err != nil {
+		t.Errorf("ca_file of a persistent simulator after exit: %v, want it kept", err)
+	}
+
+	second, hc, stop := start()
+	defer stop()
+	for _, k := range []string{"graph_url", "tenant_id", "client_id", "client_secret", "ca_file"} {
+		if first[k] != second[k] {
+			t.Errorf("after a restart %s = %q, want %q as before", k, second[k], first[k])
+		}
+	}
+	if after := users(hc, second); !slices.Equal(after, before[1:]) {
+		t.Errorf("after a restart the users are %v, want %v (the first life's removal kept)", after, before[1:])
+	}
+}
