@@ -19,7 +19,7 @@ import (
 // known; the caller may retry.
 var ErrLeaderUnavailable = errors.New("the sync leader is unavailable")
 
-// Notification channels of sync requests (migration 00013): a new request
+// Notification channels of sync requests (migration 00012): a new request
 // wakes the leader; a finished one wakes the replica waiting for it.
 const (
 	syncRequestsChannel     = "seatledger_sync_requests"
@@ -168,15 +168,24 @@ func (s *Store) ClaimSyncRequests(ctx context.Context, by string) ([]SyncRequest
 	return reqs, nil
 }
 
+// syncRequestRetention is how long a finished request is kept: long after
+// its asker stopped waiting, short enough that the table stays a handful
+// of rows however long seatledger runs.
+const syncRequestRetention = "1 day"
+
 // FinishSyncRequests answers the requests ids with the run runID (0 when
 // no run was recorded) and errText ("" when it succeeded), and wakes the
-// replicas waiting for them.
+// replicas waiting for them. It also drops the requests finished more
+// than syncRequestRetention ago (their runs stay in sync_runs).
 func (s *Store) FinishSyncRequests(ctx context.Context, ids []int64, runID int64, errText string) error {
 	const q = `
 		WITH done AS (
 			UPDATE sync_requests SET finished_at = now(), sync_run_id = $2, error = $3
 			WHERE id = ANY($1) AND finished_at IS NULL
 			RETURNING id
+		), pruned AS (
+			DELETE FROM sync_requests
+			WHERE finished_at < now() - interval '` + syncRequestRetention + `'
 		)
 		SELECT pg_notify('` + syncRequestsDoneChannel + `', id::text) FROM done`
 	run := pgtype.Int8{Int64: runID, Valid: runID > 0}

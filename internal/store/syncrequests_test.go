@@ -106,3 +106,35 @@ func TestSyncRequests_RoundTrip(t *testing.T) {
 		t.Fatal("the waiter was not woken when its request finished")
 	}
 }
+
+// TestSyncRequests_FinishedOnesArePruned: requests finished more than a
+// day ago are dropped when the leader answers the next ones, so the table
+// does not grow with every sync:run a follower ever forwarded.
+func TestSyncRequests_FinishedOnesArePruned(t *testing.T) {
+	t.Parallel()
+	a, b, admin := twoReplicas(t)
+	ctx := t.Context()
+	old, err := b.RequestSync(ctx, "follower", false, time.Now().Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.FinishSyncRequests(ctx, []int64{old}, 0, "held"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Exec(ctx, `UPDATE sync_requests SET finished_at = now() - interval '25 hours' WHERE id = $1`, old); err != nil {
+		t.Fatal(err)
+	}
+	recent, err := b.RequestSync(ctx, "follower", false, time.Now().Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.FinishSyncRequests(ctx, []int64{recent}, 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.GetSyncRequest(ctx, old); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetSyncRequest(a request finished 25 hours ago) = %v, want ErrNotFound (pruned)", err)
+	}
+	if r, err := a.GetSyncRequest(ctx, recent); err != nil || r.FinishedAt.IsZero() {
+		t.Errorf("GetSyncRequest(the request just finished) = %+v, %v; want it kept, finished", r, err)
+	}
+}
