@@ -44,6 +44,29 @@ CREATE INDEX sync_requests_open ON sync_requests (id) WHERE claimed_at IS NULL A
 
 ALTER TABLE audit_events ADD COLUMN actor_name text NOT NULL DEFAULT '';
 
+-- Statuses recorded before by the interceptor's path in Go's spelling
+-- (PermissionDenied) take the canonical name audit.proto promises
+-- (PERMISSION_DENIED), so that a filter or a report sees one spelling.
+UPDATE audit_events SET status = CASE status
+    WHEN 'Canceled' THEN 'CANCELLED'
+    WHEN 'Unknown' THEN 'UNKNOWN'
+    WHEN 'InvalidArgument' THEN 'INVALID_ARGUMENT'
+    WHEN 'DeadlineExceeded' THEN 'DEADLINE_EXCEEDED'
+    WHEN 'NotFound' THEN 'NOT_FOUND'
+    WHEN 'AlreadyExists' THEN 'ALREADY_EXISTS'
+    WHEN 'PermissionDenied' THEN 'PERMISSION_DENIED'
+    WHEN 'ResourceExhausted' THEN 'RESOURCE_EXHAUSTED'
+    WHEN 'FailedPrecondition' THEN 'FAILED_PRECONDITION'
+    WHEN 'Aborted' THEN 'ABORTED'
+    WHEN 'OutOfRange' THEN 'OUT_OF_RANGE'
+    WHEN 'Unimplemented' THEN 'UNIMPLEMENTED'
+    WHEN 'Internal' THEN 'INTERNAL'
+    WHEN 'Unavailable' THEN 'UNAVAILABLE'
+    WHEN 'DataLoss' THEN 'DATA_LOSS'
+    WHEN 'Unauthenticated' THEN 'UNAUTHENTICATED'
+    ELSE status END
+WHERE status ~ '[a-z]';
+
 -- +goose Down
 ALTER TABLE audit_events DROP COLUMN actor_name;
 DROP TABLE sync_requests;

@@ -2,6 +2,8 @@ package store_test
 
 import (
 	"fmt"
+	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -71,5 +73,49 @@ func TestStore_AuditEvents(t *testing.T) {
 	}
 	if diff := cmp.Diff([]store.AuditEvent{e[1], e[0]}, got); diff != "" {
 		t.Errorf("events read back differ (-want +got):\n%s", diff)
+	}
+}
+
+// TestMigrate_AuditStatusesTakeOneSpelling: audit events recorded before
+// migration 00012 in Go's spelling of a status (PermissionDenied, written
+// by the interceptor's path) read back with the canonical name audit.proto
+// promises, beside those already canonical.
+func TestMigrate_AuditStatusesTakeOneSpelling(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	st, conn := newStore(t)
+	quiet := slog.New(slog.DiscardHandler)
+	for {
+		var v int64
+		if err := conn.QueryRow(ctx, `SELECT max(version_id) FROM goose_db_version WHERE is_applied`).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		if v < 12 {
+			break
+		}
+		if err := st.MigrateDown(ctx, quiet); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, status := range []string{"PermissionDenied", "NOT_FOUND", "Unauthenticated", "OK"} {
+		if _, err := conn.Exec(ctx, `INSERT INTO audit_events (event_time, actor, method, resource, status, message, idempotency_key, request_id, graph_request_id, latency_us)
+			VALUES (now(), 'a', 'm', '', $1, '', '', '', '', 0)`, status); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Migrate(ctx, quiet); err != nil {
+		t.Fatal(err)
+	}
+	events, err := st.ListAuditEvents(ctx, store.ListAuditEventsParams{PageSize: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range events {
+		got = append(got, e.Status)
+	}
+	slices.Sort(got)
+	if want := []string{"NOT_FOUND", "OK", "PERMISSION_DENIED", "UNAUTHENTICATED"}; !slices.Equal(got, want) {
+		t.Errorf("statuses after the migration = %v, want %v", got, want)
 	}
 }
