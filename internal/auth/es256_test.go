@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"maps"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -86,6 +87,24 @@ func TestOIDCES256(t *testing.T) {
 	}
 	if id.Subject != "s-1" || id.Name != "app-1" || !id.Has(auth.RoleFinance) || len(id.Roles) != 1 {
 		t.Errorf("identity %+v; want subject s-1, name app-1 (from appid), roles [finance]", id)
+	}
+
+	// The actor's name: a person's "name", else an app-only token's
+	// "app_displayname", beside the application's id.
+	for _, tc := range []struct {
+		claims map[string]any
+		want   string
+	}{
+		{map[string]any{"name": "Ada Lindqvist", "azp": "app-2"}, "Ada Lindqvist (app-2)"},
+		{map[string]any{"app_displayname": "HR onboarding", "appid": "app-3"}, "HR onboarding (app-3)"},
+		{map[string]any{"name": "app-4", "azp": "app-4"}, "app-4"},
+	} {
+		c := map[string]any{"iss": srv.URL, "aud": testAudience, "sub": "s-2", "exp": now + 60, "nbf": now, "roles": []string{"reader"}}
+		maps.Copy(c, tc.claims)
+		id, err := o.Authenticate(t.Context(), signES256(t, key, "ec-1", c))
+		if err != nil || id.Name != tc.want {
+			t.Errorf("Authenticate(%v): name %q, %v; want %q", tc.claims, id.Name, err, tc.want)
+		}
 	}
 
 	for name, tc := range map[string]struct {

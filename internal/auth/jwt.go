@@ -138,7 +138,10 @@ type jwtClaims struct {
 	Name  string       `json:"name"`
 	Azp   string       `json:"azp"`
 	AppID string       `json:"appid"`
-	Roles []string     `json:"roles"`
+	// AppDisplayName is Entra's name of the calling application in
+	// app-only tokens, which carry no "name".
+	AppDisplayName string   `json:"app_displayname"`
+	Roles          []string `json:"roles"`
 }
 
 // audience is the "aud" claim: one string or an array of them.

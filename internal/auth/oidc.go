@@ -153,8 +153,9 @@ func checkHTTPS(what, raw string) error {
 
 // Authenticate verifies bearer as a JWT from the issuer: algorithm (RS256 or
 // ES256), signature, iss, aud, exp and nbf (with leeway). The Identity's
-// Subject is "sub"; its Name is "name" and "azp" (else "appid") as
-// "name (azp)", or whichever of them is present; its roles
+// Subject is "sub"; its Name is "name" (else Entra's "app_displayname" of
+// an app-only token) and "azp" (else "appid") as "name (azp)", or
+// whichever of them is present; its roles
 // are the known ones in "roles". A bearer that is not a JWT at all is
 // refused as "token not recognized".
 //
@@ -203,6 +204,9 @@ func (o *OIDC) Authenticate(ctx context.Context, bearer string) (Identity, error
 		return Identity{}, err
 	}
 	id := Identity{Subject: c.Sub, Name: c.Name, Source: SourceOIDC}
+	if id.Name == "" {
+		id.Name = c.AppDisplayName // an app-only token names its application here
+	}
 	app := c.Azp
 	if app == "" {
 		app = c.AppID

@@ -38,7 +38,8 @@ type AuditEvent struct {
 	// name, or "anonymous" when access control is off.
 	Actor string `protobuf:"bytes,4,opt,name=actor,proto3" json:"actor,omitempty"`
 	// The caller's name as its token gives it: the tokens file's name, or the
-	// JWT's display name ("name") and calling application ("azp" or
+	// JWT's display name ("name", else "app_displayname" of an app-only
+	// token) and calling application ("azp" or
 	// "appid"), as "display name (application)" when both are present;
 	// empty when the token has none.
 	ActorName string `protobuf:"bytes,12,opt,name=actor_name,json=actorName,proto3" json:"actor_name,omitempty"`
