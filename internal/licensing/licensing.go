@@ -92,7 +92,7 @@ const (
 	ReasonOnlyCandidate                     // the only allotment of the SKU assignable to the assignee's kind
 	ReasonOwnerDepartment                   // owned by the user's department, with a free seat
 	ReasonMostAvailable                     // the most free seats of the SKU's allotments
-	ReasonShortestWaitingRoom               // no free seat anywhere; the shortest waiting room (not chosen yet: see Choose)
+	ReasonShortestWaitingRoom               // no free seat anywhere; the shortest waiting room (the API has it; Choose does not choose it yet)
 )
 
 // Choice is the allotment a new assignment draws from, and why.
@@ -242,7 +242,9 @@ func Requested(who Assignee, a Allotment) (Choice, error) {
 // else the one with the most free seats (ties by id, so the choice is
 // stable). When who needs a free seat and none has one it is refused
 // (*NoFreeSeatError listing every candidate, most free first). A group
-// needs none and is given the same choice with no seat free anywhere.
+// needs none and is given the same choice with no seat free anywhere:
+// ReasonShortestWaitingRoom, which the API documents for that case, is
+// not chosen yet.
 func Choose(who Assignee, usable []Allotment) (Choice, error) {
 	usable = slices.Clone(usable)
 	slices.SortStableFunc(usable, func(a, b Allotment) int {
