@@ -14,6 +14,7 @@ import (
 
 	seatledgerv1 "github.com/seatledger/seatledger/gen/seatledger/v1"
 	"github.com/seatledger/seatledger/internal/graph"
+	"github.com/seatledger/seatledger/internal/licensing"
 	"github.com/seatledger/seatledger/internal/pglocal"
 )
 
@@ -27,34 +28,59 @@ func median(ds []time.Duration) time.Duration {
 type writePair struct{ user, allotment string }
 
 // writePairs finds n users and, for each, a user-assignable allotment
-// whose SKU the user holds no seat of.
+// whose SKU the user holds no seat of and with more than n free seats
+// (licensing.FreeSeats, as CreateAssignment counts them): the smallest
+// such allotment id.
 func writePairs(ctx context.Context, pg *pglocal.Server, db string, n int) ([]writePair, error) {
 	conn, err := pgx.Connect(ctx, pg.DSN(db))
 	if err != nil {
 		return nil, fmt.Errorf("pick writes: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	// Users holding exactly one seat, with that seat's SKU.
 	rows, err := conn.Query(ctx, `
 		WITH cur AS (
-		    SELECT s.assignee_id, a.sku_id, s.allotment_id
+		    SELECT s.assignee_id, a.sku_id
 		    FROM assignment_versions s JOIN allotment_versions a ON a.id = s.allotment_id AND upper_inf(a.valid)
 		    WHERE upper_inf(s.valid) AND s.assignee_type = 'user'),
-		users AS (SELECT assignee_id FROM cur GROUP BY 1 HAVING count(*) = 1 ORDER BY 1 LIMIT $1),
-		free AS (
-		    SELECT id, sku_id FROM allotment_versions
-		    WHERE upper_inf(valid) AND allotted_units - consumed_units > $1 AND 'user' = ANY (assignable_to))
-		SELECT DISTINCT ON (u.assignee_id) u.assignee_id, f.id
-		FROM users u JOIN cur c USING (assignee_id) JOIN free f ON f.sku_id <> c.sku_id
-		ORDER BY u.assignee_id, f.id`, n)
+		users AS (SELECT assignee_id FROM cur GROUP BY 1 HAVING count(*) = 1 ORDER BY 1 LIMIT $1)
+		SELECT u.assignee_id, c.sku_id FROM users u JOIN cur c USING (assignee_id) ORDER BY 1`, n)
 	if err != nil {
 		return nil, fmt.Errorf("pick writes: %w", err)
 	}
-	pairs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (writePair, error) {
-		var p writePair
-		return p, r.Scan(&p.user, &p.allotment)
+	type held struct{ user, sku string }
+	users, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (held, error) {
+		var h held
+		return h, r.Scan(&h.user, &h.sku)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("pick writes: %w", err)
+	}
+	rows, err = conn.Query(ctx, `
+		SELECT id, sku_id, allotted_units, consumed_units FROM allotment_versions
+		WHERE upper_inf(valid) AND 'user' = ANY (assignable_to) ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("pick writes: %w", err)
+	}
+	type allotment struct {
+		id, sku            string
+		allotted, consumed int32
+	}
+	allotments, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (allotment, error) {
+		var a allotment
+		return a, r.Scan(&a.id, &a.sku, &a.allotted, &a.consumed)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pick writes: %w", err)
+	}
+	var pairs []writePair
+	for _, u := range users {
+		i := slices.IndexFunc(allotments, func(a allotment) bool {
+			return a.sku != u.sku && int(licensing.FreeSeats(a.allotted, a.consumed)) > n
+		})
+		if i >= 0 {
+			pairs = append(pairs, writePair{user: u.user, allotment: allotments[i].id})
+		}
 	}
 	if len(pairs) < n {
 		return nil, fmt.Errorf("pick writes: found %d users to assign, want %d", len(pairs), n)

@@ -8,20 +8,19 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	seatledgerv1 "github.com/seatledger/seatledger/gen/seatledger/v1"
+	"github.com/seatledger/seatledger/internal/licensing"
 	"github.com/seatledger/seatledger/internal/store"
 )
 
 func allotmentToProto(a store.Allotment) *seatledgerv1.Allotment {
 	out := &seatledgerv1.Allotment{
-		Name:          "allotments/" + a.ID,
-		Id:            a.ID,
-		SkuId:         a.SKUID,
-		SkuPartNumber: a.SKUPartNumber,
-		AllottedUnits: a.AllottedUnits,
-		ConsumedUnits: a.ConsumedUnits,
-		// Graph can report more consumed than allotted (over-assignment
-		// during a capacity cut); no seat is free then.
-		AvailableUnits:  max(a.AllottedUnits-a.ConsumedUnits, 0),
+		Name:            "allotments/" + a.ID,
+		Id:              a.ID,
+		SkuId:           a.SKUID,
+		SkuPartNumber:   a.SKUPartNumber,
+		AllottedUnits:   a.AllottedUnits,
+		ConsumedUnits:   a.ConsumedUnits,
+		AvailableUnits:  licensing.FreeSeats(a.AllottedUnits, a.ConsumedUnits),
 		AssignableTo:    assigneeTypesToProto(a.AssignableTo),
 		ObserveTime:     timeToProto(a.ObservedAt),
 		OwnerDepartment: a.OwnerDepartment,
@@ -49,6 +48,48 @@ func allotmentToProto(a store.Allotment) *seatledgerv1.Allotment {
 		})
 	}
 	return out
+}
+
+// allotmentToRules is a as licensing's rules see it, owned by owner.
+func allotmentToRules(a store.Allotment, owner string) licensing.Allotment {
+	out := licensing.Allotment{ID: a.ID, SKUID: a.SKUID, SKUPartNumber: a.SKUPartNumber,
+		AllottedUnits: a.AllottedUnits, ConsumedUnits: a.ConsumedUnits, AssignableTo: a.AssignableTo, Owner: owner}
+	for _, sv := range a.Services {
+		out.Services = append(out.Services, licensing.Service{PlanID: sv.PlanID, PlanName: sv.PlanName})
+	}
+	return out
+}
+
+// allotmentsToRules converts allotments, their owners taken from owners
+// (by allotment id; nil for none).
+func allotmentsToRules(all []store.Allotment, owners map[string]string) []licensing.Allotment {
+	out := make([]licensing.Allotment, 0, len(all))
+	for _, a := range all {
+		out = append(out, allotmentToRules(a, owners[a.ID]))
+	}
+	return out
+}
+
+// heldToRules is an assignee's assignments as licensing sees them.
+func heldToRules(held []store.Assignment) []licensing.Held {
+	out := make([]licensing.Held, 0, len(held))
+	for _, h := range held {
+		out = append(out, licensing.Held{AssignmentID: h.ID, AllotmentID: h.AllotmentID})
+	}
+	return out
+}
+
+// choiceReasons maps licensing's reasons to the API's.
+var choiceReasons = map[licensing.Reason]seatledgerv1.AllotmentChoiceReason{
+	licensing.ReasonRequested:           seatledgerv1.AllotmentChoiceReason_ALLOTMENT_CHOICE_REASON_REQUESTED,
+	licensing.ReasonOnlyCandidate:       seatledgerv1.AllotmentChoiceReason_ALLOTMENT_CHOICE_REASON_ONLY_CANDIDATE,
+	licensing.ReasonOwnerDepartment:     seatledgerv1.AllotmentChoiceReason_ALLOTMENT_CHOICE_REASON_OWNER_DEPARTMENT,
+	licensing.ReasonMostAvailable:       seatledgerv1.AllotmentChoiceReason_ALLOTMENT_CHOICE_REASON_MOST_AVAILABLE_UNITS,
+	licensing.ReasonShortestWaitingRoom: seatledgerv1.AllotmentChoiceReason_ALLOTMENT_CHOICE_REASON_SHORTEST_WAITING_ROOM,
+}
+
+func choiceReasonToProto(r licensing.Reason) seatledgerv1.AllotmentChoiceReason {
+	return choiceReasons[r]
 }
 
 // assigneeTypesToProto maps Graph's assigneeTypes flags. "none" and values

@@ -27,6 +27,7 @@ import (
 	seatledgerv1 "github.com/seatledger/seatledger/gen/seatledger/v1"
 	"github.com/seatledger/seatledger/internal/auth"
 	"github.com/seatledger/seatledger/internal/graph"
+	"github.com/seatledger/seatledger/internal/licensing"
 	"github.com/seatledger/seatledger/internal/store"
 )
 
@@ -417,11 +418,13 @@ type assignee struct {
 	user  *store.User
 }
 
-func (a assignee) describe() string {
+// rules is the assignee as licensing's rules see it.
+func (a assignee) rules() licensing.Assignee {
+	out := licensing.Assignee{Field: a.field, ID: a.id, Kind: a.kind}
 	if a.user != nil {
-		return "user " + a.user.UserPrincipalName
+		out.UserPrincipalName, out.Department = a.user.UserPrincipalName, a.user.Department
 	}
-	return a.kind + " " + a.id
+	return out
 }
 
 // resolveAssignee checks the assignee fields and finds a user in the
@@ -486,24 +489,9 @@ func notFoundStatus(kind, name, msg string) error {
 	return st.Err()
 }
 
-func free(a store.Allotment) int32 { return max(a.AllottedUnits-a.ConsumedUnits, 0) }
-
-// freeSeatsElsewhere describes the free seats of the SKU's other
-// allotments, for the message of a full allotment.
-func freeSeatsElsewhere(all []store.Allotment, except string) string {
-	var parts []string
-	for _, a := range all {
-		if a.ID != except && free(a) > 0 {
-			parts = append(parts, fmt.Sprintf("allotments/%s has %d free", a.ID, free(a)))
-		}
-	}
-	if len(parts) == 0 {
-		return "no other allotment of this SKU has a free licence"
-	}
-	return "other allotments of this SKU: " + strings.Join(parts, ", ")
-}
-
-func exhausted(msg string, full []store.Allotment) error {
+// exhausted is RESOURCE_EXHAUSTED with a QuotaFailure naming the full
+// allotments.
+func exhausted(msg string, full []licensing.Allotment) error {
 	st := status.New(codes.ResourceExhausted, msg)
 	var v []*errdetails.QuotaFailure_Violation
 	for _, a := range full {
@@ -560,121 +548,81 @@ func (s *assignmentService) candidates(ctx context.Context, req *seatledgerv1.Cr
 }
 
 // plan runs the pre-checks, in the documented order (assignee type, plan
-// ids, existing seat, free seat), and chooses the allotment.
+// ids, existing seat, free seat), and chooses the allotment: the rules are
+// licensing's, the reads and the statuses its refusals become are here.
 func (s *assignmentService) plan(ctx context.Context, req *seatledgerv1.CreateAssignmentRequest, who assignee, all []store.Allotment) (plannedCreate, error) {
 	_, named := req.GetSource().(*seatledgerv1.CreateAssignmentRequest_AllotmentId)
-	// The assignee's kind must be in assignableTo.
-	var usable []store.Allotment
-	for _, a := range all {
-		if slices.Contains(a.AssignableTo, who.kind) {
-			usable = append(usable, a)
-		}
+	rules := who.rules()
+	usable, err := licensing.Usable(rules, allotmentsToRules(all, nil), named)
+	if err != nil {
+		return plannedCreate{}, refusal(err, nil)
 	}
-	if len(usable) == 0 {
-		what := "allotment " + all[0].ID
-		if !named {
-			what = fmt.Sprintf("no allotment of SKU %s (%s)", all[0].SKUPartNumber, all[0].SKUID)
-		}
-		return plannedCreate{}, invalidArgument(who.field, fmt.Sprintf("%s cannot be assigned to a %s (assignable to: %s)",
-			what, who.kind, strings.Join(all[0].AssignableTo, ", ")))
-	}
-	// Disabled plans must be services of the allotment (every allotment of
-	// a SKU has the SKU's services).
 	for i, p := range req.GetDisabledServicePlanIds() {
 		field := fmt.Sprintf("disabled_service_plan_ids[%d]", i)
 		if !guidPattern.MatchString(p) {
 			return plannedCreate{}, notGUID(field, p)
 		}
-		if !slices.ContainsFunc(usable[0].Services, func(sv store.Service) bool { return strings.EqualFold(sv.PlanID, p) }) {
-			var ids []string
-			for _, sv := range usable[0].Services {
-				ids = append(ids, sv.PlanID+" ("+sv.PlanName+")")
-			}
-			return plannedCreate{}, invalidArgument(field, fmt.Sprintf("service plan %s is not a service of %s; its plans are: %s",
-				p, usable[0].SKUPartNumber, strings.Join(ids, ", ")))
+		if err := licensing.CheckPlan(usable[0], p); err != nil {
+			return plannedCreate{}, invalidArgument(field, err.Error())
 		}
 	}
-	// The assignee must not already hold a seat from these allotments.
 	held, err := s.store.ListAssignments(ctx, store.ListAssignmentsParams{PageSize: maxPageSize, AssigneeID: who.id})
 	if err != nil {
 		return plannedCreate{}, err
 	}
-	for _, h := range held {
-		if slices.ContainsFunc(usable, func(a store.Allotment) bool { return a.ID == h.AllotmentID }) {
-			return plannedCreate{}, alreadyAssigned(who, h)
-		}
+	if err := licensing.CheckNotHeld(rules, usable, heldToRules(held)); err != nil {
+		return plannedCreate{}, refusal(err, held)
 	}
 	owners, err := s.store.AllotmentOwners(ctx, time.Time{})
 	if err != nil {
 		return plannedCreate{}, err
 	}
-	needsSeat := who.kind != store.KindGroup // group members wait in the waiting room instead
-	if named {
-		a := usable[0]
-		if needsSeat && free(a) == 0 {
-			others, err := s.store.ListAllotments(ctx, store.ListAllotmentsParams{PageSize: maxPageSize, SKUID: a.SKUID})
-			if err != nil {
-				return plannedCreate{}, err
-			}
-			return plannedCreate{}, exhausted(fmt.Sprintf("allotment %s (%s) has no free licence (%d of %d in use); %s",
-				a.ID, a.SKUPartNumber, a.ConsumedUnits, a.AllottedUnits, freeSeatsElsewhere(others, a.ID)), []store.Allotment{a})
-		}
-		return plannedCreate{who: who, allotment: a, owner: owners[a.ID], reason: seatledgerv1.AllotmentChoiceReason_ALLOTMENT_CHOICE_REASON_REQUESTED,
-			detail: fmt.Sprintf("allotment %s was requested; it had %d free licences", a.ID, free(a))}, nil
+	for i := range usable {
+		usable[i].Owner = owners[usable[i].ID]
 	}
-	return choose(who, usable, owners, needsSeat)
+	var c licensing.Choice
+	if named {
+		c, err = licensing.Requested(rules, usable[0])
+		var full *licensing.NoFreeSeatError
+		if errors.As(err, &full) {
+			others, lerr := s.store.ListAllotments(ctx, store.ListAllotmentsParams{PageSize: maxPageSize, SKUID: usable[0].SKUID})
+			if lerr != nil {
+				return plannedCreate{}, lerr
+			}
+			full.Elsewhere = allotmentsToRules(others, nil)
+		}
+	} else {
+		c, err = licensing.Choose(rules, usable)
+	}
+	if err != nil {
+		return plannedCreate{}, refusal(err, nil)
+	}
+	i := slices.IndexFunc(all, func(a store.Allotment) bool { return a.ID == c.Allotment.ID })
+	return plannedCreate{who: who, allotment: all[i], owner: c.Allotment.Owner, reason: choiceReasonToProto(c.Reason), detail: c.Detail}, nil
 }
 
-// choose picks an allotment of a SKU: one owned by the user's department
-// with a free seat first, then the one with the most free seats.
-func choose(who assignee, usable []store.Allotment, owners map[string]string, needsSeat bool) (plannedCreate, error) {
-	// Most free first; ties by id, so the choice is stable.
-	slices.SortStableFunc(usable, func(a, b store.Allotment) int {
-		if d := free(b) - free(a); d != 0 {
-			return int(d)
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
-	var withFree []store.Allotment
-	for _, a := range usable {
-		if free(a) > 0 {
-			withFree = append(withFree, a)
-		}
+// refusal turns licensing's refusals into statuses; held are the
+// assignee's assignments (for an AlreadyAssignedError's detail).
+func refusal(err error, held []store.Assignment) error {
+	var (
+		notAssignable *licensing.NotAssignableError
+		already       *licensing.AlreadyAssignedError
+		full          *licensing.NoFreeSeatError
+	)
+	switch {
+	case errors.As(err, &notAssignable):
+		return invalidArgument(notAssignable.Assignee.Field, err.Error())
+	case errors.As(err, &already):
+		i := slices.IndexFunc(held, func(h store.Assignment) bool { return h.ID == already.Held.AssignmentID })
+		return alreadyAssigned(err.Error(), held[i])
+	case errors.As(err, &full):
+		return exhausted(err.Error(), full.Full)
 	}
-	part := usable[0].SKUPartNumber
-	if needsSeat && len(withFree) == 0 {
-		return plannedCreate{}, exhausted(fmt.Sprintf("no allotment of %s (%s) assignable to a %s has a free licence (%d allotments, all in use)",
-			part, usable[0].SKUID, who.kind, len(usable)), usable)
-	}
-	p := plannedCreate{who: who}
-	if who.user != nil && who.user.Department != "" {
-		for _, a := range withFree {
-			if owners[a.ID] == who.user.Department {
-				p.allotment, p.owner = a, owners[a.ID]
-				p.reason = seatledgerv1.AllotmentChoiceReason_ALLOTMENT_CHOICE_REASON_OWNER_DEPARTMENT
-				p.detail = fmt.Sprintf("allotment %s of %s is owned by %s, the user's department, and had %d free licences",
-					a.ID, part, who.user.Department, free(a))
-				return p, nil
-			}
-		}
-	}
-	p.allotment = usable[0]
-	p.owner = owners[p.allotment.ID]
-	if len(usable) == 1 {
-		p.reason = seatledgerv1.AllotmentChoiceReason_ALLOTMENT_CHOICE_REASON_ONLY_CANDIDATE
-		p.detail = fmt.Sprintf("allotment %s is the only allotment of %s assignable to a %s; it had %d free licences",
-			p.allotment.ID, part, who.kind, free(p.allotment))
-		return p, nil
-	}
-	p.reason = seatledgerv1.AllotmentChoiceReason_ALLOTMENT_CHOICE_REASON_MOST_AVAILABLE_UNITS
-	p.detail = fmt.Sprintf("%d of %d allotments of %s had free licences; this one had the most (%d)",
-		len(withFree), len(usable), part, free(p.allotment))
-	return p, nil
+	return err
 }
 
 // alreadyAssigned is ALREADY_EXISTS carrying the existing assignment.
-func alreadyAssigned(who assignee, h store.Assignment) error {
-	msg := fmt.Sprintf("%s already holds assignment %s from allotment %s; nothing was assigned", who.describe(), h.ID, h.AllotmentID)
+func alreadyAssigned(msg string, h store.Assignment) error {
 	st := status.New(codes.AlreadyExists, msg)
 	if d, err := st.WithDetails(&errdetails.ResourceInfo{ResourceType: "assignment", ResourceName: "assignments/" + h.ID, Description: msg},
 		assignmentToProto(h)); err == nil {
@@ -757,7 +705,7 @@ func (s *assignmentService) withAlternatives(ctx context.Context, err error, al 
 		return err
 	}
 	st := status.Convert(graphStatus(gerr)).Proto()
-	st.Message += "; " + freeSeatsElsewhere(others, al.ID)
+	st.Message += "; " + licensing.FreeSeatsElsewhere(allotmentsToRules(others, nil), al.ID)
 	return status.FromProto(st).Err()
 }
 
@@ -1066,7 +1014,7 @@ func (s *assignmentService) updateAssignment(ctx context.Context, req *seatledge
 		if !guidPattern.MatchString(p) {
 			return nil, notGUID(field, p)
 		}
-		if al.ID != "" && !slices.ContainsFunc(al.Services, func(sv store.Service) bool { return strings.EqualFold(sv.PlanID, p) }) {
+		if al.ID != "" && !allotmentToRules(al, "").HasPlan(p) {
 			return nil, invalidArgument(field, fmt.Sprintf("service plan %s is not a service of allotment %s (%s)", p, al.ID, al.SKUPartNumber))
 		}
 	}

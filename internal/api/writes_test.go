@@ -97,47 +97,6 @@ func TestGraphStatus(t *testing.T) {
 	}
 }
 
-func TestChoose(t *testing.T) {
-	t.Parallel()
-	al := func(id string, allotted, consumed int32) store.Allotment {
-		return store.Allotment{ID: id, SKUPartNumber: "E3", AllottedUnits: allotted, ConsumedUnits: consumed}
-	}
-	sales := assignee{kind: store.KindUser, user: &store.User{Department: "Sales"}}
-	nodept := assignee{kind: store.KindUser, user: &store.User{}}
-	group := assignee{kind: store.KindGroup}
-	tests := []struct {
-		name   string
-		who    assignee
-		usable []store.Allotment
-		owners map[string]string
-		want   string
-		reason seatledgerv1.AllotmentChoiceReason
-		code   codes.Code
-	}{
-		{"owner department first", sales, []store.Allotment{al("big", 50, 0), al("s", 5, 4)}, map[string]string{"s": "Sales"},
-			"s", seatledgerv1.AllotmentChoiceReason_ALLOTMENT_CHOICE_REASON_OWNER_DEPARTMENT, codes.OK},
-		{"owned but full: most free", sales, []store.Allotment{al("big", 50, 0), al("s", 5, 5)}, map[string]string{"s": "Sales"},
-			"big", seatledgerv1.AllotmentChoiceReason_ALLOTMENT_CHOICE_REASON_MOST_AVAILABLE_UNITS, codes.OK},
-		{"no department: most free, ties by id", nodept, []store.Allotment{al("b", 10, 0), al("a", 10, 0), al("c", 5, 0)}, nil,
-			"a", seatledgerv1.AllotmentChoiceReason_ALLOTMENT_CHOICE_REASON_MOST_AVAILABLE_UNITS, codes.OK},
-		{"only candidate", nodept, []store.Allotment{al("a", 2, 1)}, nil,
-			"a", seatledgerv1.AllotmentChoiceReason_ALLOTMENT_CHOICE_REASON_ONLY_CANDIDATE, codes.OK},
-		{"all full", nodept, []store.Allotment{al("a", 2, 2), al("b", 1, 3)}, nil, "", 0, codes.ResourceExhausted},
-		{"groups need no free seat", group, []store.Allotment{al("a", 2, 2)}, nil,
-			"a", seatledgerv1.AllotmentChoiceReason_ALLOTMENT_CHOICE_REASON_ONLY_CANDIDATE, codes.OK},
-	}
-	for _, tt := range tests {
-		p, err := choose(tt.who, tt.usable, tt.owners, tt.who.kind != store.KindGroup)
-		if status.Code(err) != tt.code {
-			t.Errorf("%s: error %v, want %v", tt.name, err, tt.code)
-			continue
-		}
-		if err == nil && (p.allotment.ID != tt.want || p.reason != tt.reason || p.detail == "") {
-			t.Errorf("%s: chose %s (%v, %q), want %s (%v)", tt.name, p.allotment.ID, p.reason, p.detail, tt.want, tt.reason)
-		}
-	}
-}
-
 func TestIdempotencyKeyOf(t *testing.T) {
 	t.Parallel()
 	withHeader := func(v ...string) context.Context {

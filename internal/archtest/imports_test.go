@@ -3,7 +3,11 @@
 package archtest
 
 import (
+	"errors"
+	"io/fs"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -12,23 +16,37 @@ const module = "github.com/seatledger/seatledger/"
 
 // TestImportGraph fails when a package imports, directly or not, one that
 // the layout forbids: imports point from transport towards data, the
-// simulator and the client share nothing, and store knows no transport.
+// simulator and the client share nothing, store knows no transport, and
+// the rooms of decisions (licensing, chargeback) do no I/O of ours and
+// know no transport.
 func TestImportGraph(t *testing.T) {
 	t.Parallel()
+	pure := []string{"internal/store", "internal/api", "internal/graph", "internal/sync", "gen/", "google.golang.org/grpc"}
 	rules := []struct {
 		pkg       string
 		forbidden []string
+		// planned marks a room the layout has drawn but the tree may not
+		// hold yet: its rule holds once it exists.
+		planned bool
 	}{
-		{"internal/store", []string{"internal/api", "internal/sync", "internal/graph", "internal/graphsim", "gen/", "google.golang.org/grpc"}},
-		{"internal/api", []string{"internal/sync", "internal/graphsim", "internal/pglocal"}},
-		{"internal/sync", []string{"internal/api", "internal/graphsim", "gen/", "google.golang.org/grpc"}},
-		{"internal/graph", []string{"internal/graphsim", "internal/store", "internal/sync", "internal/api", "gen/"}},
-		{"internal/graphsim", []string{"internal/graph", "internal/store", "internal/sync", "internal/api", "gen/"}},
-		{"internal/pglocal", []string{"internal/"}},
+		{"internal/store", []string{"internal/api", "internal/sync", "internal/graph", "internal/graphsim", "gen/", "google.golang.org/grpc"}, false},
+		{"internal/api", []string{"internal/sync", "internal/graphsim", "internal/pglocal"}, false},
+		{"internal/sync", []string{"internal/api", "internal/graphsim", "gen/", "google.golang.org/grpc"}, false},
+		{"internal/graph", []string{"internal/graphsim", "internal/store", "internal/sync", "internal/api", "gen/"}, false},
+		{"internal/graphsim", []string{"internal/graph", "internal/store", "internal/sync", "internal/api", "gen/"}, false},
+		{"internal/pglocal", []string{"internal/"}, false},
+		// The rooms of decisions are pure: plain Go types in, decisions
+		// out; api converts to and from them.
+		{"internal/licensing", pure, false},
+		{"internal/chargeback", pure, true},
 	}
 	for _, r := range rules {
 		t.Run(r.pkg, func(t *testing.T) {
 			t.Parallel()
+			if _, err := os.Stat(filepath.Join("..", "..", r.pkg)); r.planned && errors.Is(err, fs.ErrNotExist) {
+				t.Logf("%s does not exist yet; nothing depends on anything", r.pkg)
+				return
+			}
 			out, err := exec.Command("go", "list", "-deps", module+r.pkg).Output()
 			if err != nil {
 				t.Fatalf("go list -deps %s: %v", r.pkg, err)
