@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc/codes"
@@ -30,7 +33,9 @@ func TestRun_LicenseStatus(t *testing.T) {
 		allotmentSKU[a.ID] = a.SKUID
 	}
 	memberOf := map[string][]string{}
+	groupName := map[string]string{}
 	for _, g := range sim.Groups() {
+		groupName[g.ID] = g.DisplayName
 		for _, m := range g.Members {
 			memberOf[m] = append(memberOf[m], g.ID)
 		}
@@ -59,7 +64,11 @@ func TestRun_LicenseStatus(t *testing.T) {
 			default:
 				continue
 			}
-			want = append(want, a.AllotmentID+" via "+via)
+			// A group seat names its group, as the directory does.
+			if via != "" && groupName[via] == "" {
+				t.Fatalf("simulator group %s has no display name: the test would prove nothing", via)
+			}
+			want = append(want, a.AllotmentID+" via "+via+" "+groupName[via])
 			sku := allotmentSKU[a.AllotmentID]
 			if skus[sku] == nil {
 				skus[sku] = map[string]bool{}
@@ -79,7 +88,7 @@ func TestRun_LicenseStatus(t *testing.T) {
 		}
 		var gotSeats, gotWaiting, gotErrors []string
 		for _, s := range got.GetSeats() {
-			gotSeats = append(gotSeats, s.GetAllotmentId()+" via "+s.GetGroupId())
+			gotSeats = append(gotSeats, s.GetAllotmentId()+" via "+s.GetGroupId()+" "+s.GetGroupDisplayName())
 			if dup := len(skus[s.GetSkuId()]) > 1; s.GetDuplicateSku() != dup {
 				t.Errorf("%s: seat %s duplicate_sku = %t, want %t", u.UserPrincipalName, s.GetAllotmentId(), s.GetDuplicateSku(), dup)
 			}
@@ -126,5 +135,31 @@ func TestRun_LicenseStatus(t *testing.T) {
 	code, body := svc.get(t, "/v1/users/"+u.ID+"/license-status")
 	if code != http.StatusOK || !strings.Contains(string(body), u.UserPrincipalName) {
 		t.Errorf("GET /v1/users/{id}/license-status = %d %s", code, body)
+	}
+
+	// GET /v1/assignments names group assignees too, current and as of
+	// now (a dated read).
+	groupAssignments := 0
+	for _, q := range []string{"", "&asOf=" + url.QueryEscape(time.Now().UTC().Format(time.RFC3339Nano))} {
+		code, body := svc.get(t, "/v1/assignments?assigneeType=ASSIGNEE_TYPE_GROUP&pageSize=1000"+q)
+		var got struct {
+			Assignments []struct {
+				ID       string
+				Assignee struct{ ID, DisplayName string }
+			}
+		}
+		if err := json.Unmarshal(body, &got); code != http.StatusOK || err != nil {
+			t.Fatalf("GET /v1/assignments (groups)%s = %d %s (%v)", q, code, body, err)
+		}
+		groupAssignments = len(got.Assignments)
+		for _, a := range got.Assignments {
+			if want := groupName[a.Assignee.ID]; want == "" || a.Assignee.DisplayName != want {
+				t.Errorf("GET /v1/assignments%s: assignment %s to group %s has display name %q, want %q",
+					q, a.ID, a.Assignee.ID, a.Assignee.DisplayName, want)
+			}
+		}
+	}
+	if groupAssignments == 0 {
+		t.Error("GET /v1/assignments listed no group assignment: the demo tenant no longer exercises group names")
 	}
 }

@@ -92,6 +92,7 @@ func (s *userService) GetLicenseStatus(ctx context.Context, req *seatledgerv1.Ge
 			Source:                 seatledgerv1.SeatSource_SEAT_SOURCE_DIRECT,
 			AssignmentId:           st.AssignmentID,
 			GroupId:                st.GroupID,
+			GroupDisplayName:       st.GroupDisplayName,
 			DisabledServicePlanIds: st.DisabledPlanIDs,
 			DuplicateSku:           st.SKUID != "" && len(allotmentsBySKU[st.SKUID]) > 1,
 		}

@@ -15,8 +15,10 @@ import (
 const assignmentType = "#microsoft.graph.cloudLicensing.assignment"
 
 // expandIDs asks for the allotment and the assignee of each assignment,
-// reduced to their ids (and the assignee's @odata.type).
-var expandIDs = []Expand{{Property: "allotment", Select: []string{"id"}}, {Property: "assignedTo", Select: []string{"id"}}}
+// reduced to their ids, and the assignee's @odata.type and displayName
+// (the only place a group assignee's name comes from without a request
+// per group).
+var expandIDs = []Expand{{Property: "allotment", Select: []string{"id"}}, {Property: "assignedTo", Select: []string{"id", "displayName"}}}
 
 func decodeAssignments(b []byte) ([]Assignment, string, error) {
 	p, err := DecodeAssignmentPage(b)
@@ -24,7 +26,7 @@ func decodeAssignments(b []byte) ([]Assignment, string, error) {
 }
 
 // Assignments lists every assignment of the tenant with its allotment id
-// and assignee filled, following @odata.nextLink verbatim. The sequence
+// and assignee (id, type and display name) filled, following @odata.nextLink verbatim. The sequence
 // stops after the first error, which it yields with a zero Assignment.
 func (c *Client) Assignments(ctx context.Context) iter.Seq2[Assignment, error] {
 	return list(c, ctx, "assignments",

@@ -9,7 +9,7 @@ import (
 )
 
 // assignmentPage is a full page (999) of assignments as Graph sends them
-// for the sync's listing ($expand=allotment($select=id),assignedTo($select=id)).
+// for the sync's listing ($expand=allotment($select=id),assignedTo($select=id,displayName)).
 func assignmentPage(n int) []byte {
 	var b strings.Builder
 	b.WriteString(`{"@odata.context":"https://graph.microsoft.com/beta/$metadata#admin/cloudLicensing/assignments","value":[`)

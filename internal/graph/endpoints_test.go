@@ -47,19 +47,50 @@ var assignedToIDs = cmp.Transformer("ids", func(d graph.DirectoryObject) graph.D
 	return graph.DirectoryObject{ID: d.ID, Type: d.Type}
 })
 
+// assignedToNames keeps the id, type and display name of assignees: the
+// assignments' listings ask for assignedTo($select=id,displayName).
+var assignedToNames = cmp.Transformer("names", func(d graph.DirectoryObject) graph.DirectoryObject {
+	return graph.DirectoryObject{ID: d.ID, Type: d.Type, DisplayName: d.DisplayName}
+})
+
+// directoryNames maps the simulator's users, groups and devices to their
+// display names.
+func directoryNames(s *graphsim.Server) map[string]string {
+	names := map[string]string{}
+	for _, u := range s.Users() {
+		names[u.ID] = u.DisplayName
+	}
+	for _, g := range s.Groups() {
+		names[g.ID] = g.DisplayName
+	}
+	for _, d := range s.Devices() {
+		names[d.ID] = d.DisplayName
+	}
+	return names
+}
+
 func TestClient_Assignments(t *testing.T) {
 	t.Parallel()
 	s := startSim(t, graphsim.Options{PageSize: 4})
 	c := s.client(t, s.info.ClientSecret, graph.Options{})
 	got := all(t, c.Assignments(context.Background()))
+	names := directoryNames(s.Server)
 	var want []graph.Assignment
+	groups := 0
 	for _, a := range s.Assignments() {
-		want = append(want, assignmentFromSim(a))
+		w := assignmentFromSim(a)
+		w.AssignedTo.DisplayName = names[a.AssignedToID]
+		want = append(want, w)
+		if a.AssignedToType == "group" && w.AssignedTo.DisplayName != "" {
+			groups++
+		}
 	}
-	if len(want) < 5 {
-		t.Fatalf("the demo tenant has %d assignments; the test needs several pages", len(want))
+	if len(want) < 5 || groups == 0 {
+		t.Fatalf("the demo tenant has %d assignments, %d to named groups; the test needs several pages and a group", len(want), groups)
 	}
-	if diff := cmp.Diff(want, got, ignoreAllRaw, sortAssignments, cmpopts.EquateEmpty(), assignedToIDs); diff != "" {
+	// Each assignee comes with its display name: a group's is known
+	// nowhere else without a request per group.
+	if diff := cmp.Diff(want, got, ignoreAllRaw, sortAssignments, cmpopts.EquateEmpty(), assignedToNames); diff != "" {
 		t.Errorf("Assignments (-sim +client):\n%s", diff)
 	}
 	if n := c.Stats().Requests; n != int64((len(want)+3)/4) {
@@ -386,8 +417,8 @@ func TestClient_CreateForGroupsAndDevices(t *testing.T) {
 	}
 	listed := all(t, c.Assignments(ctx))
 	i := slices.IndexFunc(listed, func(a graph.Assignment) bool { return a.ID == created.ID })
-	if i < 0 || listed[i].AssignedTo != (graph.DirectoryObject{ID: group.ID, Type: "group"}) || listed[i].AllotmentID != teams.ID {
-		t.Errorf("listing after the group create: %+v", listed)
+	if i < 0 || listed[i].AssignedTo != (graph.DirectoryObject{ID: group.ID, Type: "group", DisplayName: group.DisplayName}) || listed[i].AllotmentID != teams.ID {
+		t.Errorf("listing after the group create: %+v", listed[max(i, 0)].AssignedTo)
 	}
 
 	_, err = c.CreateAssignment(ctx, graph.CreateAssignment{AllotmentID: teams.ID, AssigneeID: s.Devices()[0].ID, AssigneeType: "device"})

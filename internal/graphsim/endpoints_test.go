@@ -17,13 +17,25 @@ func TestServer_MirrorCalls(t *testing.T) {
 	tok := s.token(t, "CloudLicensing.Read.All", "User.Read.All", "GroupMember.Read.All")
 	g := s.info.GraphURL
 
+	groupName := map[string]string{}
+	for _, gr := range s.sim.Groups() {
+		groupName[gr.ID] = gr.DisplayName
+	}
 	var got []string
-	for _, p := range listAll(t, s.hc, g+"/admin/cloudLicensing/assignments?$expand=allotment($select=id),assignedTo($select=id)", tok) {
+	groups := 0
+	for _, p := range listAll(t, s.hc, g+"/admin/cloudLicensing/assignments?$expand=allotment($select=id),assignedTo($select=id,displayName)", tok) {
 		for _, it := range items(p) {
 			al := it["allotment"].(map[string]any)
 			to := it["assignedTo"].(map[string]any)
-			if len(al) != 2 || al["id"] == nil || len(to) != 2 || to["id"] == nil {
-				t.Errorf("assignment %v: want allotment and assignedTo with @odata.type and id only", it)
+			if len(al) != 2 || al["id"] == nil || len(to) != 3 || to["id"] == nil || to["displayName"] == nil {
+				t.Errorf("assignment %v: want allotment with @odata.type and id only, assignedTo with @odata.type, id and displayName only", it)
+			}
+			// A group assignee is a microsoft.graph.group with its name.
+			if to["@odata.type"] == "#microsoft.graph.group" {
+				groups++
+				if id, _ := to["id"].(string); to["displayName"] != groupName[id] || groupName[id] == "" {
+					t.Errorf("assignment %v: group assignee named %v, want %q", it["id"], to["displayName"], groupName[id])
+				}
 			}
 			got = append(got, it["id"].(string))
 		}
@@ -32,8 +44,8 @@ func TestServer_MirrorCalls(t *testing.T) {
 	for _, a := range s.sim.Assignments() {
 		want = append(want, a.ID)
 	}
-	if !slices.Equal(got, want) {
-		t.Errorf("listed assignments %v, want %v", got, want)
+	if !slices.Equal(got, want) || groups == 0 {
+		t.Errorf("listed assignments %v (%d to groups), want %v and some to groups", got, groups, want)
 	}
 
 	pages := listAll(t, s.hc, g+"/admin/cloudLicensing/allotments/"+demoTeams+"/waitingMembers?$expand=assignedTo($select=id)", tok)

@@ -270,6 +270,20 @@ func (s *Server) AddGroup(g GroupState) error {
 	return nil
 }
 
+// RenameGroup changes a group's display name; its members and
+// assignments stay as they are.
+func (s *Server) RenameGroup(groupID, displayName string) error {
+	defer s.write()()
+	rec := s.st.groups[groupID]
+	if rec == nil {
+		return notFound("group", groupID)
+	}
+	s.st.version++
+	rec.DisplayName = displayName
+	rec.version = s.st.version
+	return nil
+}
+
 func (s *Server) addMemberLocked(g *groupRec, m string) {
 	st := s.st
 	st.version++

@@ -16,8 +16,11 @@ type Seat struct {
 	AllotmentID, SKUID, SKUPartNumber string
 	AssignmentID                      string
 	// GroupID is the group the seat is inherited through; "" when direct.
-	GroupID         string
-	DisabledPlanIDs []string
+	GroupID string
+	// GroupDisplayName is that group's current name (names are not
+	// history); "" when direct or unknown.
+	GroupDisplayName string
+	DisabledPlanIDs  []string
 	// Services are the allotment's service plans.
 	Services []Service
 }
@@ -48,10 +51,12 @@ func (s *Store) UserSeats(ctx context.Context, userID string, asOf time.Time) ([
 				SELECT 1 FROM waiting_member_versions w
 				WHERE w.member_id = g.member_id AND w.allotment_id = a.allotment_id AND ` + valid("w") + `)
 		)
-		SELECT h.id, h.allotment_id, h.disabled_plan_ids, h.group_id,
+		SELECT h.id, h.allotment_id, h.disabled_plan_ids, h.group_id, COALESCE(gn.display_name, ''),
 		       COALESCE(al.sku_id, ''), COALESCE(al.sku_part_number, ''), COALESCE(al.services, '[]')
 		FROM held h
 		LEFT JOIN allotment_versions al ON al.id = h.allotment_id AND ` + valid("al") + `
+		-- Current names whatever asOf: a rename is not history.
+		LEFT JOIN group_names gn ON gn.id = h.group_id
 		ORDER BY h.group_id <> '', h.allotment_id, h.group_id, h.id`
 	rows, _ := s.pool.Query(ctx, q, b.args...)
 	seats, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Seat, error) {
@@ -59,7 +64,7 @@ func (s *Store) UserSeats(ctx context.Context, userID string, asOf time.Time) ([
 			st       Seat
 			services []byte
 		)
-		if err := row.Scan(&st.AssignmentID, &st.AllotmentID, &st.DisabledPlanIDs, &st.GroupID,
+		if err := row.Scan(&st.AssignmentID, &st.AllotmentID, &st.DisabledPlanIDs, &st.GroupID, &st.GroupDisplayName,
 			&st.SKUID, &st.SKUPartNumber, &services); err != nil {
 			return Seat{}, err
 		}

@@ -24,9 +24,14 @@ type Assignment struct {
 	// first saw this state); FirstObservedAt when it first saw the
 	// assignment at all. Set by reads, ignored by StageAssignments.
 	ObservedAt, FirstObservedAt time.Time
+	// AssigneeDisplayName is, on read, the assignee user's display name
+	// as of the read's time, or a group assignee's current name (group
+	// names are not history: see Snapshot.StageAssignments); "" when
+	// unknown. StageAssignments stages it as the name of a group assignee.
+	AssigneeDisplayName string
 	// Joined on read from the assignee user and the allotment as of the
 	// read's time; "" when unknown (not a user, or not mirrored).
-	AssigneeUPN, AssigneeDisplayName, AssigneeDepartment, SKUID, SKUPartNumber string
+	AssigneeUPN, AssigneeDepartment, SKUID, SKUPartNumber string
 }
 
 // WaitingMember is a user or device waiting for a unit of a full
@@ -199,12 +204,17 @@ func (s *Store) queryAssignments(ctx context.Context, b *sqlBuilder, valid func(
 	q := `
 		SELECT a.id, a.allotment_id, a.assignee_id, a.assignee_type, a.disabled_plan_ids, a.raw,
 		       lower(a.valid), a.first_observed_at,
-		       COALESCE(u.user_principal_name, ''), COALESCE(u.display_name, ''), COALESCE(u.department, ''),
+		       COALESCE(u.user_principal_name, ''), COALESCE(u.display_name, gn.display_name, ''), COALESCE(u.department, ''),
 		       COALESCE(al.sku_id, ''), COALESCE(al.sku_part_number, '')
 		FROM assignment_versions a
 		LEFT JOIN user_versions u
 		  ON u.id = a.assignee_id
 		 AND ` + valid("u") + `
+		-- Group names are current, whatever the read's time: a rename is
+		-- not history (migrations/00014_group_names.sql).
+		LEFT JOIN group_names gn
+		  ON gn.id = a.assignee_id
+		 AND a.assignee_type = 'group'
 		LEFT JOIN allotment_versions al
 		  ON al.id = a.allotment_id
 		 AND ` + valid("al") + `

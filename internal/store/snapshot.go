@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -227,9 +228,13 @@ func (sn *Snapshot) StageAllotments(ctx context.Context, rows iter.Seq2[Allotmen
 
 // StageAssignments stages assignments; the calls together are the full
 // list (see StageAllotments). ObservedAt and FirstObservedAt, and the
-// joined fields, are ignored.
+// joined fields, are ignored, except AssigneeDisplayName: for a group
+// assignee it is the group's name, which Apply keeps as the group's
+// current name (one per group, outside the assignments' versions: a
+// rename versions nothing and is not history). An empty name leaves the
+// group's known name as it is.
 func (sn *Snapshot) StageAssignments(ctx context.Context, rows iter.Seq2[Assignment, error]) (int64, error) {
-	columns := []string{"id", "allotment_id", "assignee_id", "assignee_type", "disabled_plan_ids", "raw"}
+	columns := []string{"id", "allotment_id", "assignee_id", "assignee_type", "disabled_plan_ids", "raw", "assignee_display_name"}
 	return stageRows(ctx, sn, "stage_assignments", columns, rows, func(a Assignment) ([]any, error) {
 		if a.ID == "" {
 			return nil, errors.New("assignment has no id")
@@ -237,8 +242,72 @@ func (sn *Snapshot) StageAssignments(ctx context.Context, rows iter.Seq2[Assignm
 		if err := rawJSON("assignment", a.ID, a.Raw); err != nil {
 			return nil, err
 		}
-		return []any{a.ID, a.AllotmentID, a.AssigneeID, a.AssigneeType, nonNil(a.DisabledPlanIDs), a.Raw}, nil
+		name := ""
+		if a.AssigneeType == KindGroup {
+			name = a.AssigneeDisplayName
+		}
+		return []any{a.ID, a.AllotmentID, a.AssigneeID, a.AssigneeType, nonNil(a.DisabledPlanIDs), versionedRaw(a.Raw), name}, nil
 	})
+}
+
+// versionedRaw returns an assignment's raw JSON without the assignee's
+// display name (assignedTo.displayName), or raw itself when it has none
+// or is not an object. Raw is versioned content: a group's rename must
+// not version every assignment of the group, nor the listing asking for
+// names (since migration 00014) version every assignment once; the
+// versions keep what they kept before, the assignee's type and id. Only
+// the order of keys may change, which jsonb does not keep anyway.
+func versionedRaw(raw []byte) []byte {
+	if !bytes.Contains(raw, []byte(`"displayName"`)) {
+		return raw
+	}
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(raw, &obj) != nil {
+		return raw
+	}
+	var to map[string]json.RawMessage
+	if json.Unmarshal(obj["assignedTo"], &to) != nil {
+		return raw
+	}
+	if _, ok := to["displayName"]; !ok {
+		return raw
+	}
+	delete(to, "displayName")
+	b, err := json.Marshal(to)
+	if err != nil {
+		return raw
+	}
+	obj["assignedTo"] = b
+	out, err := json.Marshal(obj)
+	if err != nil {
+		return raw
+	}
+	return out
+}
+
+// saveGroupNames keeps the names of the groups staged as assignees of
+// snapshot snap in group_names: a new group's name is inserted, a renamed
+// one's replaced, an unchanged one's not written. Groups that no longer
+// hold an assignment keep their last name (past seats still read with
+// one). A group listed with two names (pages shifting under the listing)
+// keeps the later one.
+func saveGroupNames(ctx context.Context, tx pgx.Tx, snap int64, at time.Time) error {
+	const q = `
+		INSERT INTO group_names AS g (id, display_name, updated_at)
+		SELECT DISTINCT ON (assignee_id) assignee_id, assignee_display_name, $2
+		FROM stage_assignments
+		WHERE snapshot_id = $1
+		  AND assignee_type = 'group'
+		  AND assignee_display_name <> ''
+		ORDER BY assignee_id, seq DESC
+		ON CONFLICT (id) DO UPDATE
+		SET display_name = excluded.display_name,
+		    updated_at = excluded.updated_at
+		WHERE g.display_name IS DISTINCT FROM excluded.display_name`
+	if _, err := tx.Exec(ctx, q, snap, at); err != nil {
+		return fmt.Errorf("save group names: %w", err)
+	}
+	return nil
 }
 
 // PrepareAssignments does, once the assignments are staged and while the
@@ -655,6 +724,11 @@ func (sn *Snapshot) merge(ctx context.Context, tx pgx.Tx) (counts map[string]Cha
 		ch, err := k.m.merge(ctx, tx, sn.id, sn.at, true, n, changedKnown)
 		if err != nil {
 			return nil, nil, err
+		}
+		if k.table == "stage_assignments" {
+			if err := saveGroupNames(ctx, tx, sn.id, sn.at); err != nil {
+				return nil, nil, err
+			}
 		}
 		current[k.m.name] = ch.Unchanged + ch.Changed + ch.Removed
 		counts[k.m.name] = ch

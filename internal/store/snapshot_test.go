@@ -986,3 +986,54 @@ func TestStore_readsFillJoinedFields(t *testing.T) {
 		}
 	}
 }
+
+// TestSnapshot_groupNames: Apply keeps each group assignee's current
+// name outside the assignments' versions: reads name the group, a rename
+// versions nothing and shows in dated reads too, an empty name keeps the
+// known one, and a group no longer assigned keeps its last name.
+func TestSnapshot_groupNames(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	st, conn := newStore(t)
+	toGroup := func(id, group, name string) store.Assignment {
+		a := asg(id, "al1", group)
+		a.AssigneeType, a.AssigneeDisplayName = store.KindGroup, name
+		return a
+	}
+	named := func(name string) []store.Assignment {
+		// The group listed twice with two names: the later one wins.
+		return []store.Assignment{toGroup("a1", "g1", "stale"), toGroup("a2", "g1", name), asg("a3", "al1", "u2")}
+	}
+	members := map[string][]store.GroupMember{"g1": {{MemberID: "u1", MemberType: store.KindUser}}}
+	wantName := func(label string, at time.Time, want string) {
+		t.Helper()
+		a, err := st.GetAssignment(ctx, "a1", at)
+		if err != nil || a.AssigneeDisplayName != want {
+			t.Errorf("%s: GetAssignment(a1, %v) named %q (%v), want %q", label, at, a.AssigneeDisplayName, err, want)
+		}
+		seats, err := st.UserSeats(ctx, "u1", at)
+		if err != nil || len(seats) == 0 || seats[0].GroupDisplayName != want {
+			t.Errorf("%s: UserSeats(u1, %v) = %+v (%v), want seats through g1 named %q", label, at, seats, err, want)
+		}
+	}
+
+	applyAt(t, st, t0, snapshot{assignments: named("Sales"), groups: members})
+	wantName("first run", time.Time{}, "Sales")
+	before := physical(t, conn, "assignment_versions")
+
+	run := applyAt(t, st, t1, snapshot{assignments: named("Sales EMEA"), groups: members})
+	wantRunCounts(t, run, map[string]store.Changes{"assignments": {Unchanged: 3}, "group_members": {Unchanged: 1}})
+	if after := physical(t, conn, "assignment_versions"); !slices.Equal(before, after) {
+		t.Errorf("a rename wrote assignment versions: %v, then %v", before, after)
+	}
+	wantName("renamed, now", time.Time{}, "Sales EMEA")
+	wantName("renamed, as of before", t0, "Sales EMEA") // names are not history
+
+	unnamed := []store.Assignment{toGroup("a1", "g1", ""), toGroup("a2", "g1", ""), asg("a3", "al1", "u2")}
+	applyAt(t, st, t2, snapshot{assignments: unnamed, groups: members})
+	wantName("no name listed", time.Time{}, "Sales EMEA")
+
+	applyAt(t, st, t3, snapshot{assignments: []store.Assignment{asg("a3", "al1", "u2")}, groups: map[string][]store.GroupMember{}})
+	wantName("no longer assigned, as of before", t0, "Sales EMEA")
+	checkNoOverlaps(t, conn)
+}

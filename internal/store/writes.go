@@ -167,7 +167,7 @@ func (s *Store) ReleaseIdempotencyKey(ctx context.Context, key IdempotencyKey) e
 // its validity. It returns the assignment as the mirror now holds it.
 func (s *Store) RecordAssignment(ctx context.Context, a Assignment, at time.Time) (Assignment, error) {
 	defer s.changed() // readers see this write at once (changes.go)
-	if err := checkRecorded(a); err != nil {
+	if err := checkRecorded(&a); err != nil {
 		return Assignment{}, fmt.Errorf("record assignment: %w", err)
 	}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
@@ -208,7 +208,7 @@ func (s *Store) RecordAssignment(ctx context.Context, a Assignment, at time.Time
 // allotment the mirror does not hold is not an error: nothing is counted.
 func (s *Store) RecordCreatedAssignment(ctx context.Context, a Assignment, seats int32, at time.Time) (Assignment, error) {
 	defer s.changed() // readers see this write at once (changes.go)
-	if err := checkRecorded(a); err != nil {
+	if err := checkRecorded(&a); err != nil {
 		return Assignment{}, fmt.Errorf("record created assignment: %w", err)
 	}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
@@ -248,7 +248,7 @@ func (s *Store) RecordCreatedAssignment(ctx context.Context, a Assignment, seats
 // sync. It reports whether it settled one.
 func (s *Store) SettleAssignment(ctx context.Context, a Assignment) (bool, error) {
 	defer s.changed() // readers see this write at once (changes.go)
-	if err := checkRecorded(a); err != nil {
+	if err := checkRecorded(&a); err != nil {
 		return false, fmt.Errorf("settle assignment: %w", err)
 	}
 	var settled bool
@@ -266,13 +266,17 @@ func (s *Store) SettleAssignment(ctx context.Context, a Assignment) (bool, error
 	return settled, nil
 }
 
-// checkRecorded checks what every recorded assignment needs.
-func checkRecorded(a Assignment) error {
+// checkRecorded checks what every recorded assignment needs, and takes
+// the assignee's name out of its raw JSON (see versionedRaw).
+func checkRecorded(a *Assignment) error {
 	if a.ID == "" || a.AllotmentID == "" || a.AssigneeID == "" {
 		return errors.New("id, allotment and assignee are required")
 	}
 	if a.Raw != nil {
-		return rawJSON("assignment", a.ID, a.Raw)
+		if err := rawJSON("assignment", a.ID, a.Raw); err != nil {
+			return err
+		}
+		a.Raw = versionedRaw(a.Raw)
 	}
 	return nil
 }

@@ -37,14 +37,19 @@ func allotmentFromGraph(a graph.Allotment) store.Allotment {
 	return out
 }
 
+// assignmentFromGraph converts a listed assignment. The assignee's
+// display name goes to AssigneeDisplayName: the store keeps a group's
+// current name beside the history, and leaves it out of the raw it
+// versions.
 func assignmentFromGraph(a graph.Assignment) store.Assignment {
 	return store.Assignment{
-		ID:              a.ID,
-		AllotmentID:     a.AllotmentID,
-		AssigneeID:      a.AssignedTo.ID,
-		AssigneeType:    a.AssignedTo.Type,
-		DisabledPlanIDs: a.DisabledServicePlanIDs,
-		Raw:             a.Raw,
+		ID:                  a.ID,
+		AllotmentID:         a.AllotmentID,
+		AssigneeID:          a.AssignedTo.ID,
+		AssigneeType:        a.AssignedTo.Type,
+		AssigneeDisplayName: a.AssignedTo.DisplayName,
+		DisabledPlanIDs:     a.DisabledServicePlanIDs,
+		Raw:                 a.Raw,
 	}
 }
 

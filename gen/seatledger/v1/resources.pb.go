@@ -281,7 +281,9 @@ type Assignee struct {
 	Type AssigneeType `protobuf:"varint,1,opt,name=type,proto3,enum=seatledger.v1.AssigneeType" json:"type,omitempty"`
 	// Entra ID object id of the user, group or device.
 	Id string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
-	// Display name from the directory, when known.
+	// Display name from the directory, when known: a user's as of the read's
+	// time; a group's as the directory names it now, whatever the read's time
+	// (a group rename is not history).
 	DisplayName string `protobuf:"bytes,3,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
 	// User principal name (sign-in name, for example "ana@contoso.com"); users
 	// only.

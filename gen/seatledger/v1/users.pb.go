@@ -140,7 +140,9 @@ type HeldSeat struct {
 	AssignmentId string `protobuf:"bytes,5,opt,name=assignment_id,json=assignmentId,proto3" json:"assignment_id,omitempty"`
 	// The group the licence is inherited through; empty for direct seats.
 	GroupId string `protobuf:"bytes,6,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
-	// Display name of that group; empty for direct seats.
+	// Display name of that group, as the directory names it now (a rename is
+	// not history); empty for direct seats, and for a group the mirror has
+	// not seen named yet.
 	GroupDisplayName string `protobuf:"bytes,7,opt,name=group_display_name,json=groupDisplayName,proto3" json:"group_display_name,omitempty"`
 	// Service plan ids switched off by that assignment.
 	DisabledServicePlanIds []string `protobuf:"bytes,8,rep,name=disabled_service_plan_ids,json=disabledServicePlanIds,proto3" json:"disabled_service_plan_ids,omitempty"`
