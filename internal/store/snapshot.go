@@ -261,6 +261,132 @@ func versionedRaw(raw []byte) []byte {
 	if !bytes.Contains(raw, []byte(`"displayName"`)) {
 		return raw
 	}
+	// Every assignment of the listing goes through here while Graph pages:
+	// cut the member out of the bytes (about 20x cheaper than decoding and
+	// encoding the object), and decode only what the cut cannot read.
+	if out, ok := cutAssigneeName(raw); ok {
+		return out
+	}
+	return versionedRawDecoded(raw)
+}
+
+// cutAssigneeName removes the "displayName" member of raw's "assignedTo"
+// object from the bytes, with its separating comma. It reports false when
+// raw does not have the plain shape it reads ("assignedTo" a key followed
+// by an object of members), leaving the work to versionedRawDecoded.
+func cutAssigneeName(raw []byte) ([]byte, bool) {
+	i := bytes.Index(raw, []byte(`"assignedTo"`))
+	if i < 0 {
+		return nil, false
+	}
+	p := skipSpace(raw, i+len(`"assignedTo"`))
+	if p >= len(raw) || raw[p] != ':' {
+		return nil, false
+	}
+	p = skipSpace(raw, p+1)
+	if p >= len(raw) || raw[p] != '{' {
+		return nil, false
+	}
+	prevEnd := p + 1 // where the previous member (or the brace) ends
+	first := true
+	for {
+		p = skipSpace(raw, prevEnd)
+		if !first {
+			if p >= len(raw) || raw[p] != ',' {
+				return nil, false // the object ended without the member
+			}
+			p = skipSpace(raw, p+1)
+		}
+		if p >= len(raw) || raw[p] != '"' {
+			return nil, false
+		}
+		keyStart := p
+		keyEnd, ok := skipString(raw, p)
+		if !ok {
+			return nil, false
+		}
+		p = skipSpace(raw, keyEnd)
+		if p >= len(raw) || raw[p] != ':' {
+			return nil, false
+		}
+		valEnd, ok := skipValue(raw, skipSpace(raw, p+1))
+		if !ok {
+			return nil, false
+		}
+		if string(raw[keyStart:keyEnd]) == `"displayName"` {
+			from, to := prevEnd, valEnd // ", "displayName": …" after an earlier member
+			if first {
+				// The first member: drop it and the comma after it, if any.
+				from, to = keyStart, valEnd
+				if q := skipSpace(raw, valEnd); q < len(raw) && raw[q] == ',' {
+					to = q + 1
+				}
+			}
+			out := make([]byte, 0, len(raw)-(to-from))
+			return append(append(out, raw[:from]...), raw[to:]...), true
+		}
+		prevEnd, first = valEnd, false
+	}
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index after the JSON string starting at b[i].
+func skipString(b []byte, i int) (int, bool) {
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1, true
+		}
+	}
+	return 0, false
+}
+
+// skipValue returns the index after the JSON value starting at b[i].
+func skipValue(b []byte, i int) (int, bool) {
+	if i >= len(b) {
+		return 0, false
+	}
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				end, ok := skipString(b, j)
+				if !ok {
+					return 0, false
+				}
+				j = end - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return j + 1, true
+				}
+			}
+		}
+		return 0, false
+	}
+	j := i // a number, true, false or null
+	for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' && b[j] != ' ' && b[j] != '\t' && b[j] != '\n' && b[j] != '\r' {
+		j++
+	}
+	return j, j > i
+}
+
+// versionedRawDecoded is versionedRaw by decoding and encoding raw.
+func versionedRawDecoded(raw []byte) []byte {
 	var obj map[string]json.RawMessage
 	if json.Unmarshal(raw, &obj) != nil {
 		return raw
