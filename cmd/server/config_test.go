@@ -159,6 +159,11 @@ func TestDockerCompose(t *testing.T) {
 			t.Errorf("docker-compose.yml sets %s, which the server does not read", m[1])
 		}
 	}
+	// A simulator that forgot its tenant, key and CA on a restart would
+	// undo the writes the server made and break its trust in the CA.
+	if !regexp.MustCompile(`entrypoint: \["graphsim",.*"-state-dir", "/sim/`).Match(compose) {
+		t.Error("docker-compose.yml: graphsim runs without -state-dir on its volume; a restart would forget its tenant, key and CA")
+	}
 	if want := "https://graphsim:8443/" + graphsim.DemoTenant().ID + "/v2.0"; got["SEATLEDGER_OIDC_ISSUER"] != want {
 		t.Errorf("docker-compose.yml: SEATLEDGER_OIDC_ISSUER = %q, want the simulator's issuer %q", got["SEATLEDGER_OIDC_ISSUER"], want)
 	}
