@@ -53,7 +53,8 @@ func allotmentToProto(a store.Allotment) *seatledgerv1.Allotment {
 // allotmentToRules is a as licensing's rules see it, owned by owner.
 func allotmentToRules(a store.Allotment, owner string) licensing.Allotment {
 	out := licensing.Allotment{ID: a.ID, SKUID: a.SKUID, SKUPartNumber: a.SKUPartNumber,
-		AllottedUnits: a.AllottedUnits, ConsumedUnits: a.ConsumedUnits, AssignableTo: a.AssignableTo, Owner: owner}
+		AllottedUnits: a.AllottedUnits, ConsumedUnits: a.ConsumedUnits, AssignableTo: a.AssignableTo, Owner: owner,
+		WaitingMembers: a.WaitingMembers}
 	for _, sv := range a.Services {
 		out.Services = append(out.Services, licensing.Service{PlanID: sv.PlanID, PlanName: sv.PlanName})
 	}

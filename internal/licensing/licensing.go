@@ -35,6 +35,8 @@ type Allotment struct {
 	Services     []Service
 	// Owner is the department that owns the allotment, "" when none.
 	Owner string
+	// WaitingMembers is the number of members waiting in its waiting room.
+	WaitingMembers int32
 }
 
 // Service is one service plan of an allotment's SKU.
@@ -242,9 +244,8 @@ func Requested(who Assignee, a Allotment) (Choice, error) {
 // else the one with the most free seats (ties by id, so the choice is
 // stable). When who needs a free seat and none has one it is refused
 // (*NoFreeSeatError listing every candidate, most free first). A group
-// needs none and is given the same choice with no seat free anywhere:
-// ReasonShortestWaitingRoom, which the API documents for that case, is
-// not chosen yet.
+// needs none: with no seat free anywhere it is given the allotment with
+// the shortest waiting room (ties by id), where its members wait least.
 func Choose(who Assignee, usable []Allotment) (Choice, error) {
 	usable = slices.Clone(usable)
 	slices.SortStableFunc(usable, func(a, b Allotment) int {
@@ -271,6 +272,17 @@ func Choose(who Assignee, usable []Allotment) (Choice, error) {
 						a.ID, part, who.Department, a.Free())}, nil
 			}
 		}
+	}
+	if len(withFree) == 0 && len(usable) > 1 {
+		a := slices.MinFunc(usable, func(a, b Allotment) int {
+			if d := int(a.WaitingMembers) - int(b.WaitingMembers); d != 0 {
+				return d
+			}
+			return strings.Compare(a.ID, b.ID)
+		})
+		return Choice{Allotment: a, Reason: ReasonShortestWaitingRoom,
+			Detail: fmt.Sprintf("none of the %d allotments of %s had a free licence; this one had the shortest waiting room (%d waiting)",
+				len(usable), part, a.WaitingMembers)}, nil
 	}
 	a := usable[0]
 	if len(usable) == 1 {

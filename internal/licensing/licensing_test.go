@@ -68,6 +68,9 @@ func TestChoose(t *testing.T) {
 			"a", ReasonOnlyCandidate, "allotment a is the only allotment of E3 assignable to a user; it had 1 free licences", nil},
 		{"all full", nodept, []Allotment{al("b", 1, 3), al("a", 2, 2)}, "", 0, "", []string{"a", "b"}},
 		{"a device needs a free seat", device, []Allotment{al("a", 2, 2)}, "", 0, "", []string{"a"}},
+		{"a group with every seat taken: the shortest waiting room", group,
+			[]Allotment{waiting(al("a", 2, 2), 3), waiting(al("b", 1, 1), 1), waiting(al("c", 5, 6), 1)},
+			"b", ReasonShortestWaitingRoom, "none of the 3 allotments of E3 had a free licence; this one had the shortest waiting room (1 waiting)", nil},
 		{"groups need no free seat", group, []Allotment{al("a", 2, 2)},
 			"a", ReasonOnlyCandidate, "allotment a is the only allotment of E3 assignable to a group; it had 0 free licences", nil},
 	}
@@ -184,4 +187,10 @@ func TestPreChecks(t *testing.T) {
 	if err == nil || !strings.HasPrefix(err.Error(), "group g1 already holds") {
 		t.Errorf("CheckNotHeld(group) = %v, want it named as group g1", err)
 	}
+}
+
+// waiting returns a with n members in its waiting room.
+func waiting(a Allotment, n int32) Allotment {
+	a.WaitingMembers = n
+	return a
 }
