@@ -136,18 +136,7 @@ func TestProcesses_OneLeaderSyncsAndAnotherTakesOver(t *testing.T) {
 	for range 3 {
 		a.waitFor(t, "sync done", 60*time.Second)
 	}
-	drain := func(p *serverProcess) []string {
-		var out []string
-		for {
-			select {
-			case e := <-p.events:
-				out = append(out, e)
-			default:
-				return out
-			}
-		}
-	}
-	for _, e := range drain(b) {
+	for _, e := range drainEvents(b) {
 		if e == "sync started" || e == "leading the sync" {
 			t.Fatalf("the second process logged %q while the first led", e)
 		}
