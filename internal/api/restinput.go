@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -226,19 +227,31 @@ func allowedMethods(path string) []string {
 // patternVar is a captured segment in a runtime.Pattern's String form.
 var patternVar = regexp.MustCompile(`\{([^=}]+)=\*\}`)
 
+// routeByPattern remembers routeOf's answer per method and gateway
+// pattern (a few dozen keys), so that a call does not run the template
+// rewrite and the scan again.
+var routeByPattern sync.Map // "GET /v1/…" → *restRoute (nil: none)
+
 // routeOf finds the route of a request the gateway has matched.
 func routeOf(r *http.Request) *restRoute {
 	pat, ok := runtime.HTTPPattern(r.Context())
 	if !ok {
 		return nil
 	}
+	key := r.Method + " " + pat.String()
+	if rt, ok := routeByPattern.Load(key); ok {
+		return rt.(*restRoute)
+	}
+	var found *restRoute
 	tmpl := patternVar.ReplaceAllString(pat.String(), "{$1}")
 	for _, rt := range restRoutes {
 		if rt.method == r.Method && rt.template == tmpl {
-			return rt
+			found = rt
+			break
 		}
 	}
-	return nil
+	routeByPattern.Store(key, found)
+	return found
 }
 
 // routingError answers the gateway's routing failures: 405 with Allow for
